@@ -1,0 +1,298 @@
+//! One decision: a fresh store and instance from the policy's `InstancePre`,
+//! the tenant's limits, the call, and a strict check of what came back.
+//! Every failure becomes a deny that names its kind; none escapes as an
+//! error, and none outlives its own store.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::de::IgnoredAny;
+use wasmtime::{Store, Trap};
+
+use super::bindings::ward::policy::types::{Decision, Request};
+use super::host::{CapturedOutput, DataLookup, LogSink, StoreState};
+use super::limits::{Limiter, SandboxLimits};
+use super::{LoadedPolicy, Sandbox};
+
+/// Why a policy produced no usable decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyErrorKind {
+    /// The guest trapped: a panic, `unreachable`, an out-of-bounds access.
+    Trap,
+    /// The evaluation ran past the tenant's `timeout_ms`.
+    Timeout,
+    /// The evaluation used up the tenant's `fuel`.
+    FuelExhausted,
+    /// The guest tried to grow its memory past the tenant's `memory_bytes`.
+    MemoryLimit,
+    /// The guest exhausted its call stack.
+    StackOverflow,
+    /// The guest returned an error instead of a decision.
+    GuestError,
+    /// The decision's context is not a JSON object.
+    MalformedOutput,
+    /// The guest passed the host more than it may: too many or too long
+    /// reasons, too large a context, or more than `hostcall_bytes` in one
+    /// host call (its decision included).
+    OutputTooLarge,
+    /// The instance could not be created (e.g. every instance slot is busy).
+    Instantiate,
+}
+
+impl PolicyErrorKind {
+    /// The kind as it appears in reasons: `policy_error:<kind>`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyErrorKind::Trap => "trap",
+            PolicyErrorKind::Timeout => "timeout",
+            PolicyErrorKind::FuelExhausted => "fuel_exhausted",
+            PolicyErrorKind::MemoryLimit => "memory_limit",
+            PolicyErrorKind::StackOverflow => "stack_overflow",
+            PolicyErrorKind::GuestError => "guest_error",
+            PolicyErrorKind::MalformedOutput => "malformed_output",
+            PolicyErrorKind::OutputTooLarge => "output_too_large",
+            PolicyErrorKind::Instantiate => "instantiate",
+        }
+    }
+
+    /// The deny reason for this kind.
+    pub fn reason(self) -> String {
+        format!("policy_error:{}", self.as_str())
+    }
+}
+
+impl fmt::Display for PolicyErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A policy failure and what is known about its cause (for the audit log
+/// and the host log; never shown to other tenants).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyFailure {
+    /// What kind of failure.
+    pub kind: PolicyErrorKind,
+    /// The trap message, the guest's error text, or what was wrong with
+    /// the output.
+    pub detail: String,
+}
+
+/// What one evaluation cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// Wall-clock time from store creation to the checked result.
+    pub duration: Duration,
+    /// Fuel consumed, when the tenant has a fuel limit.
+    pub fuel_consumed: Option<u64>,
+    /// Largest linear memory the guest grew to.
+    pub peak_memory_bytes: u64,
+    /// Whether some of the guest's log output was dropped at the cap.
+    pub log_truncated: bool,
+}
+
+/// The result of one evaluation. Always a decision: on failure, a deny
+/// whose single reason is `policy_error:<kind>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// Whether the request is allowed.
+    pub allow: bool,
+    /// The policy's reasons, or `policy_error:<kind>`.
+    pub reasons: Vec<String>,
+    /// The policy's context: the text of a JSON object.
+    pub context: String,
+    /// Set when the policy failed.
+    pub failure: Option<PolicyFailure>,
+    /// What the evaluation cost.
+    pub usage: Usage,
+}
+
+/// Bounds on what a policy may answer, from [`super::SandboxConfig`].
+#[derive(Debug, Clone, Copy)]
+pub(super) struct OutputLimits {
+    pub(super) max_reasons: usize,
+    pub(super) max_reason_bytes: usize,
+    pub(super) max_context_bytes: usize,
+}
+
+impl Sandbox {
+    /// Evaluates `request` with `policy` on a fresh instance, under
+    /// `limits`, with `data` as what `data-get` reads.
+    ///
+    /// A new `Store` and instance are made from the policy's cached
+    /// `InstancePre` for every call and dropped afterwards, so a guest can
+    /// never carry state from one request into another, and a trap,
+    /// timeout or memory blow-up touches only this one decision. Runs on
+    /// the calling thread for at most `limits.timeout_ms` (plus one epoch
+    /// tick).
+    pub fn evaluate(
+        &self,
+        policy: &LoadedPolicy,
+        request: &Request,
+        limits: &SandboxLimits,
+        data: Arc<dyn DataLookup>,
+    ) -> Outcome {
+        let started = Instant::now();
+        let stdio = CapturedOutput::new(self.config.max_log_bytes);
+        let log = LogSink::new(
+            request.tenant.slug.clone(),
+            policy.sha256.get(..12).unwrap_or_default().to_string(),
+            self.config.max_log_bytes,
+        );
+        let state = StoreState::new(Limiter::new(limits), data, log, &stdio);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        let fuel = limits.fuel.unwrap_or(u64::MAX);
+        let _ = store.set_fuel(fuel);
+        store.set_epoch_deadline(self.deadline_ticks(limits.timeout_ms));
+        store.set_hostcall_fuel(usize::try_from(limits.hostcall_bytes).unwrap_or(usize::MAX));
+
+        let called = match policy.pre.instantiate(&mut store) {
+            Ok(instance) => instance
+                .call_evaluate(&mut store, request)
+                .map_err(|err| classify(&err, &store, PolicyErrorKind::Trap)),
+            Err(err) => Err(classify(&err, &store, PolicyErrorKind::Instantiate)),
+        };
+
+        let result = match called {
+            Ok(Ok(decision)) => check_decision(decision, &self.output_limits),
+            Ok(Err(message)) => Err(PolicyFailure {
+                kind: PolicyErrorKind::GuestError,
+                detail: truncate(message, self.output_limits.max_reason_bytes),
+            }),
+            Err(failure) => Err(failure),
+        };
+
+        let fuel_left = store.get_fuel().unwrap_or(0);
+        let state = store.data_mut();
+        state.log.emit_stdio(&stdio);
+        let usage = Usage {
+            duration: started.elapsed(),
+            fuel_consumed: limits.fuel.map(|_| fuel - fuel_left),
+            peak_memory_bytes: state.limiter.peak_memory as u64,
+            log_truncated: state.log.dropped,
+        };
+        match result {
+            Ok((allow, reasons, context)) => Outcome {
+                allow,
+                reasons,
+                context,
+                failure: None,
+                usage,
+            },
+            Err(failure) => {
+                tracing::warn!(
+                    tenant = %state.log.tenant,
+                    policy = %state.log.policy,
+                    kind = %failure.kind,
+                    detail = %failure.detail,
+                    "policy failed; denying"
+                );
+                Outcome {
+                    allow: false,
+                    reasons: vec![failure.kind.reason()],
+                    context: String::from("{}"),
+                    failure: Some(failure),
+                    usage,
+                }
+            }
+        }
+    }
+
+    fn deadline_ticks(&self, timeout_ms: u64) -> u64 {
+        let tick = self.config.epoch_tick.as_micros().max(1);
+        let timeout = u128::from(timeout_ms) * 1000;
+        // One extra tick: the current one may be almost over already.
+        u64::try_from(timeout.div_ceil(tick) + 1).unwrap_or(u64::MAX)
+    }
+}
+
+fn classify(
+    err: &wasmtime::Error,
+    store: &Store<StoreState>,
+    otherwise: PolicyErrorKind,
+) -> PolicyFailure {
+    let memory_refused = store.data().limiter.memory_refused;
+    let kind = match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => PolicyErrorKind::Timeout,
+        Some(Trap::OutOfFuel) => PolicyErrorKind::FuelExhausted,
+        Some(Trap::StackOverflow) => PolicyErrorKind::StackOverflow,
+        _ if memory_refused => PolicyErrorKind::MemoryLimit,
+        Some(_) => PolicyErrorKind::Trap,
+        None if hostcall_fuel_exhausted(err) => PolicyErrorKind::OutputTooLarge,
+        None => otherwise,
+    };
+    PolicyFailure {
+        kind,
+        detail: truncate(format!("{err:#}"), 2048),
+    }
+}
+
+/// wasmtime reports an exhausted hostcall budget with a private error type;
+/// its message is the only handle. `hostcall_bytes_are_obeyed_and_violated`
+/// fails if a wasmtime upgrade changes it.
+fn hostcall_fuel_exhausted(err: &wasmtime::Error) -> bool {
+    err.chain()
+        .any(|cause| cause.to_string().contains("fuel allocated for hostcalls"))
+}
+
+type Checked = (bool, Vec<String>, String);
+
+fn check_decision(decision: Decision, limits: &OutputLimits) -> Result<Checked, PolicyFailure> {
+    let too_large = |detail: String| PolicyFailure {
+        kind: PolicyErrorKind::OutputTooLarge,
+        detail,
+    };
+    if decision.reasons.len() > limits.max_reasons {
+        return Err(too_large(format!(
+            "{} reasons, at most {} allowed",
+            decision.reasons.len(),
+            limits.max_reasons
+        )));
+    }
+    if let Some(long) = decision
+        .reasons
+        .iter()
+        .find(|r| r.len() > limits.max_reason_bytes)
+    {
+        return Err(too_large(format!(
+            "a reason of {} bytes, at most {} allowed",
+            long.len(),
+            limits.max_reason_bytes
+        )));
+    }
+    if decision.context.len() > limits.max_context_bytes {
+        return Err(too_large(format!(
+            "a context of {} bytes, at most {} allowed",
+            decision.context.len(),
+            limits.max_context_bytes
+        )));
+    }
+    let context = if decision.context.is_empty() {
+        String::from("{}")
+    } else {
+        decision.context
+    };
+    let is_object = context.trim_start().starts_with('{')
+        && serde_json::from_str::<IgnoredAny>(&context).is_ok();
+    if !is_object {
+        return Err(PolicyFailure {
+            kind: PolicyErrorKind::MalformedOutput,
+            detail: String::from("the decision's context is not a JSON object"),
+        });
+    }
+    Ok((decision.allow, decision.reasons, context))
+}
+
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}

@@ -1,0 +1,6 @@
+//! Ward's integration tests: one binary, one module per topic.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod sandbox;
+mod support;

@@ -1,0 +1,95 @@
+//! Shared helpers: built guests, requests, and a small sandbox.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use ward::sandbox::{
+    Action, Agent, Entity, LoadedPolicy, Permission, Request, Sandbox, SandboxConfig, Scope, Tenant,
+};
+
+/// Bytes of a policy or test guest built from `plugins/` by the build script.
+pub fn guest(name: &str) -> Vec<u8> {
+    let path = guest_path(name);
+    std::fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
+
+pub fn guest_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("WARD_PLUGIN_DIR")).join(format!("{name}.wasm"))
+}
+
+/// A sandbox with a small pool, suitable for running many tests at once.
+pub fn small_config() -> SandboxConfig {
+    SandboxConfig {
+        max_concurrent_instances: 64,
+        ..SandboxConfig::default()
+    }
+}
+
+/// One sandbox shared by the tests that need no special host settings.
+pub fn shared_sandbox() -> &'static Sandbox {
+    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+    SANDBOX.get_or_init(|| Sandbox::new(small_config()).expect("sandbox starts"))
+}
+
+pub fn load(name: &str) -> Arc<LoadedPolicy> {
+    shared_sandbox()
+        .load(&guest(name), usize::MAX)
+        .unwrap_or_else(|err| panic!("{name} loads: {err}"))
+}
+
+pub fn tenant(slug: &str) -> Tenant {
+    Tenant {
+        id: format!("tnt_{}", slug.to_uppercase()),
+        slug: slug.to_string(),
+    }
+}
+
+pub fn entity(kind: &str, id: &str) -> Entity {
+    Entity {
+        type_: kind.to_string(),
+        id: id.to_string(),
+        properties: String::from("{}"),
+    }
+}
+
+pub fn agent(name: &str, permissions: &[(&str, &[&str])]) -> Agent {
+    Agent {
+        name: name.to_string(),
+        scope: Scope::Tenant,
+        type_: String::from("ai_agent"),
+        attributes: String::from("{}"),
+        permissions: permissions
+            .iter()
+            .map(|(resource, actions)| Permission {
+                resource: resource.to_string(),
+                actions: actions.iter().map(|a| a.to_string()).collect(),
+            })
+            .collect(),
+    }
+}
+
+/// A request from agent `subject` to do `action` on `resource` (`type:id`),
+/// with the policy config `config` (JSON text).
+pub fn request(agent: Option<Agent>, action: &str, resource: &str, config: &str) -> Request {
+    let (kind, id) = resource.split_once(':').expect("resource is type:id");
+    Request {
+        tenant: tenant("acme"),
+        subject: entity(
+            "agent",
+            agent.as_ref().map_or("nobody", |a| a.name.as_str()),
+        ),
+        agent,
+        action: Action {
+            name: action.to_string(),
+            properties: String::from("{}"),
+        },
+        resource: entity(kind, id),
+        context: String::from("{}"),
+        config: config.to_string(),
+    }
+}
+
+/// A request whose only interesting part is the policy config.
+pub fn configured(config: &str) -> Request {
+    request(None, "read", "doc:1", config)
+}
