@@ -26,6 +26,8 @@ fn main() {
 
     let mut build = Command::new(cargo);
     build
+        // From inside plugins/ so that plugins/.cargo/config.toml applies.
+        .current_dir(root.join("plugins"))
         .arg("build")
         .arg("--release")
         .args(["--target", TARGET])

@@ -125,6 +125,9 @@ pub struct SandboxConfig {
     pub max_table_elements: usize,
     /// Native stack a guest may use.
     pub max_wasm_stack: usize,
+    /// Ask the kernel which pages a guest dirtied (Linux `PAGEMAP_SCAN`)
+    /// and reset only those when a pool slot is reused.
+    pub pagemap_scan: bool,
     /// Bytes of each linear memory kept resident between uses of a slot.
     pub memory_keep_resident: usize,
     /// Bytes of each table kept resident between uses of a slot.
@@ -153,6 +156,7 @@ impl Default for SandboxConfig {
             max_memory_bytes: 256 << 20,
             max_table_elements: 100_000,
             max_wasm_stack: 512 << 10,
+            pagemap_scan: true,
             memory_keep_resident: 1 << 20,
             table_keep_resident: 64 << 10,
             epoch_tick: Duration::from_millis(1),

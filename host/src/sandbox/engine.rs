@@ -35,7 +35,11 @@ pub(super) fn build(config: &SandboxConfig) -> Result<Engine> {
         .max_memory_size(config.max_memory_bytes)
         // Reset only the pages a guest dirtied, and keep a small resident
         // prefix so that instantiating into a reused slot does not fault.
-        .pagemap_scan(Enabled::Auto)
+        .pagemap_scan(if config.pagemap_scan {
+            Enabled::Auto
+        } else {
+            Enabled::No
+        })
         .linear_memory_keep_resident(config.memory_keep_resident)
         .table_keep_resident(config.table_keep_resident);
 

@@ -1,0 +1,155 @@
+//! One decision through the sandbox with the builtin `permissions` policy
+//! (a fresh instance per call), beside the same rules in plain Rust, in the
+//! same run. `cargo bench -p ward --bench sandbox`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use ward::plugins::PERMISSIONS_WASM;
+use ward::sandbox::{
+    Action, Agent, Entity, NoData, Permission, Request, Sandbox, SandboxConfig, SandboxLimits,
+    Scope, Tenant,
+};
+
+fn agent() -> Agent {
+    let grants: [(&str, &[&str]); 10] = [
+        ("reports:*", &["read", "export"]),
+        ("invoices:2025-*", &["read"]),
+        ("docs:team-*", &["read", "write"]),
+        ("tickets:*", &["read", "comment"]),
+        ("*:public-*", &["read"]),
+        ("crm:account-*", &["read"]),
+        ("wiki:*", &["read", "edit"]),
+        ("builds:*:logs", &["read"]),
+        ("calendar:*", &["read"]),
+        ("mail:drafts-*", &["write"]),
+    ];
+    Agent {
+        name: String::from("report-bot"),
+        scope: Scope::Tenant,
+        type_: String::from("ai_agent"),
+        attributes: String::from("{}"),
+        permissions: grants
+            .iter()
+            .map(|(resource, actions)| Permission {
+                resource: resource.to_string(),
+                actions: actions.iter().map(|a| a.to_string()).collect(),
+            })
+            .collect(),
+    }
+}
+
+fn request(action: &str, kind: &str, id: &str) -> Request {
+    let entity = |kind: &str, id: &str| Entity {
+        type_: kind.to_string(),
+        id: id.to_string(),
+        properties: String::from("{}"),
+    };
+    Request {
+        tenant: Tenant {
+            id: String::from("tnt_01JBENCH"),
+            slug: String::from("bench"),
+        },
+        subject: entity("agent", "report-bot"),
+        agent: Some(agent()),
+        action: Action {
+            name: action.to_string(),
+            properties: String::from("{}"),
+        },
+        resource: entity(kind, id),
+        context: String::from("{}"),
+        config: String::from("null"),
+    }
+}
+
+/// The `permissions` policy's rules, natively: same matching (the SDK's
+/// `glob_match`), same reasons.
+fn permissions_native(request: &Request) -> (bool, Vec<String>) {
+    let resource = format!("{}:{}", request.resource.type_, request.resource.id);
+    let action = request.action.name.as_str();
+    let Some(agent) = &request.agent else {
+        return (false, vec![String::from("not an agent")]);
+    };
+    let mut without_action = Vec::new();
+    for p in &agent.permissions {
+        if !ward_policy::glob_match(&p.resource, &resource) {
+            continue;
+        }
+        if p.actions.iter().any(|a| a == action || a == "*") {
+            return (
+                true,
+                vec![format!(
+                    "`{}` grants `{action}` on `{resource}`",
+                    p.resource
+                )],
+            );
+        }
+        without_action.push(p.resource.as_str());
+    }
+    let reason = if without_action.is_empty() {
+        format!(
+            "no permission of agent `{}` matches `{resource}`",
+            agent.name
+        )
+    } else {
+        format!(
+            "`{}` matches `{resource}` but does not grant `{action}`",
+            without_action.join("`, `")
+        )
+    };
+    (false, vec![reason])
+}
+
+fn bench(c: &mut Criterion) {
+    let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
+    let policy = sandbox.load(PERMISSIONS_WASM, usize::MAX).unwrap();
+    let limits = SandboxLimits::default();
+    let allowed = request("export", "reports", "q3");
+    let denied = request("delete", "reports", "q3");
+
+    let outcome = sandbox.evaluate(&policy, &allowed, &limits, Arc::new(NoData));
+    assert!(outcome.allow);
+    assert_eq!(outcome.reasons, permissions_native(&allowed).1);
+    assert!(
+        !sandbox
+            .evaluate(&policy, &denied, &limits, Arc::new(NoData))
+            .allow
+    );
+
+    let mut group = c.benchmark_group("decision");
+    group.bench_function("sandboxed_permissions_allow", |b| {
+        b.iter(|| sandbox.evaluate(&policy, black_box(&allowed), &limits, Arc::new(NoData)))
+    });
+    group.bench_function("sandboxed_permissions_deny", |b| {
+        b.iter(|| sandbox.evaluate(&policy, black_box(&denied), &limits, Arc::new(NoData)))
+    });
+    group.bench_function("native_permissions_allow", |b| {
+        b.iter(|| permissions_native(black_box(&allowed)))
+    });
+    group.bench_function("native_permissions_deny", |b| {
+        b.iter(|| permissions_native(black_box(&denied)))
+    });
+    group.finish();
+
+    // The pool setting that matters most for per-decision instantiation:
+    // resetting only the dirtied pages of a reused slot.
+    let mut tuning = c.benchmark_group("pool");
+    for pagemap_scan in [true, false] {
+        let sandbox = Sandbox::new(SandboxConfig {
+            pagemap_scan,
+            ..SandboxConfig::default()
+        })
+        .unwrap();
+        let policy = sandbox.load(PERMISSIONS_WASM, usize::MAX).unwrap();
+        tuning.bench_function(format!("pagemap_scan_{pagemap_scan}"), |b| {
+            b.iter(|| sandbox.evaluate(&policy, black_box(&allowed), &limits, Arc::new(NoData)))
+        });
+    }
+    tuning.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
