@@ -26,7 +26,7 @@ fn main() {
 
     let mut build = Command::new(cargo);
     build
-        // From inside plugins/ so that plugins/.cargo/config.toml applies.
+        // From inside plugins/ so that any plugins/.cargo/config.toml applies.
         .current_dir(root.join("plugins"))
         .arg("build")
         .arg("--release")

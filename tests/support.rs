@@ -3,9 +3,12 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
+use ward::audit::AuditLog;
+use ward::registry::Registry;
 use ward::sandbox::{
     Action, Agent, Entity, LoadedPolicy, Permission, Request, Sandbox, SandboxConfig, Scope, Tenant,
 };
+use ward::store::{SledStore, Store};
 
 /// Bytes of a policy or test guest built from `plugins/` by the build script.
 pub fn guest(name: &str) -> Vec<u8> {
@@ -26,9 +29,32 @@ pub fn small_config() -> SandboxConfig {
 }
 
 /// One sandbox shared by the tests that need no special host settings.
-pub fn shared_sandbox() -> &'static Sandbox {
-    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
-    SANDBOX.get_or_init(|| Sandbox::new(small_config()).expect("sandbox starts"))
+pub fn shared_sandbox() -> &'static Arc<Sandbox> {
+    static SANDBOX: OnceLock<(Arc<Sandbox>, Arc<LoadedPolicy>)> = OnceLock::new();
+    let (sandbox, _builtin) = SANDBOX.get_or_init(|| {
+        let sandbox = Arc::new(Sandbox::new(small_config()).expect("sandbox starts"));
+        // Held for the whole run so that every registry shares this one
+        // compilation of the builtin policy instead of compiling its own.
+        let builtin = sandbox
+            .load(ward::plugins::PERMISSIONS_WASM, usize::MAX)
+            .expect("builtin loads");
+        (sandbox, builtin)
+    });
+    sandbox
+}
+
+/// A registry on a fresh sled store in a temporary directory.
+pub fn registry() -> (tempfile::TempDir, Registry) {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open_registry(dir.path());
+    (dir, registry)
+}
+
+/// A registry on the sled store in `dir`.
+pub fn open_registry(dir: &std::path::Path) -> Registry {
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
+    let audit = Arc::new(AuditLog::new(Arc::clone(&store)));
+    Registry::open(store, Arc::clone(shared_sandbox()), audit).unwrap()
 }
 
 pub fn load(name: &str) -> Arc<LoadedPolicy> {

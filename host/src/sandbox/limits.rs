@@ -1,43 +1,8 @@
 //! Per-tenant execution limits and the store-level limiter that enforces
 //! them and remembers why it refused.
 
-use serde::{Deserialize, Serialize};
+pub use ward_types::SandboxLimits;
 use wasmtime::ResourceLimiter;
-
-/// The limits one tenant's evaluations run under (tenant setting `sandbox`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SandboxLimits {
-    /// Largest linear memory a policy may grow to.
-    pub memory_bytes: u64,
-    /// Wall-clock budget of one evaluation.
-    pub timeout_ms: u64,
-    /// Instruction budget of one evaluation; `None` means no fuel limit
-    /// (the timeout still applies).
-    pub fuel: Option<u64>,
-    /// Most bytes a policy may pass to the host in one host call.
-    pub hostcall_bytes: u64,
-    /// Most core instances one evaluation may create.
-    pub max_instances: u32,
-    /// Most tables one evaluation may create.
-    pub max_tables: u32,
-    /// Most elements any one table may grow to.
-    pub max_table_elements: u32,
-}
-
-impl Default for SandboxLimits {
-    fn default() -> Self {
-        SandboxLimits {
-            memory_bytes: 16 << 20,
-            timeout_ms: 100,
-            fuel: None,
-            hostcall_bytes: 1 << 20,
-            max_instances: 32,
-            max_tables: 8,
-            max_table_elements: 20_000,
-        }
-    }
-}
 
 /// Enforces [`SandboxLimits`] inside one store and records whether a
 /// refusal happened, so that the trap that follows is reported as

@@ -1,0 +1,168 @@
+//! Each scope's audit log: appended by decisions and management events,
+//! queried newest first with filters and a cursor.
+//!
+//! Keys are `scope/ULID`, so one scope's log is one range in time order.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use ulid::Ulid;
+use ward_types::{AuditEntry, AuditKind, AuditPage, Timestamp};
+
+use crate::store::{self, Kind, Store, StoreError, Write, scope_prefix, scoped_key};
+
+/// Most entries one query returns.
+pub const MAX_PAGE: usize = 1000;
+const DEFAULT_PAGE: usize = 100;
+const SCAN_BATCH: usize = 256;
+
+/// Filters of an audit query; all optional.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditQuery {
+    /// Entries at or after this time.
+    pub since: Option<Timestamp>,
+    /// Entries at or before this time.
+    pub until: Option<Timestamp>,
+    /// Only this kind.
+    pub kind: Option<AuditKind>,
+    /// Only decisions about this agent.
+    pub agent: Option<String>,
+    /// Only decisions with this outcome.
+    pub decision: Option<bool>,
+    /// Page size (default 100, at most 1000).
+    pub limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Audit failures.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The query is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The audit log of every scope.
+pub struct AuditLog {
+    store: Arc<dyn Store>,
+}
+
+impl AuditLog {
+    /// The log kept in `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        AuditLog { store }
+    }
+
+    /// Appends a management event to `scope`'s log, durably.
+    pub fn record_event(
+        &self,
+        scope: &str,
+        actor: &str,
+        kind: AuditKind,
+        target: Option<&str>,
+        details: Value,
+    ) -> Result<(), StoreError> {
+        let entry = AuditEntry {
+            id: crate::ids::next_ulid().to_string(),
+            time: Timestamp::now(),
+            actor: actor.to_string(),
+            kind,
+            target: target.map(str::to_string),
+            decision: None,
+            reasons: Vec::new(),
+            agent: None,
+            policy: None,
+            duration_us: None,
+            details,
+        };
+        self.store.write(vec![Write::put_json(
+            Kind::Audit,
+            scoped_key(scope, &entry.id),
+            &entry,
+        )?])
+    }
+
+    /// Appends a decision to `scope`'s log.
+    pub fn record_decision(&self, scope: &str, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.store.write_buffered(vec![Write::put_json(
+            Kind::Audit,
+            scoped_key(scope, &entry.id),
+            entry,
+        )?])
+    }
+
+    /// One page of `scope`'s log, newest first.
+    pub fn query(&self, scope: &str, query: &AuditQuery) -> Result<AuditPage, AuditError> {
+        let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+        if limit == 0 || limit > MAX_PAGE {
+            return Err(AuditError::Invalid(format!(
+                "limit must be between 1 and {MAX_PAGE}"
+            )));
+        }
+        let prefix = scope_prefix(scope);
+        let mut before = match &query.cursor {
+            Some(cursor) => {
+                let id = Ulid::from_string(cursor).map_err(|_| {
+                    AuditError::Invalid(String::from("cursor is not one this server gave out"))
+                })?;
+                Some(scoped_key(scope, &id.to_string()))
+            }
+            None => None,
+        };
+        if let Some(until) = query.until {
+            // The smallest id of the next millisecond bounds `until` inclusively.
+            let bound = scoped_key(scope, &Ulid::from_parts(until.millis() + 1, 0).to_string());
+            before = Some(match before {
+                Some(cursor) if cursor < bound => cursor,
+                _ => bound,
+            });
+        }
+
+        let mut entries = Vec::new();
+        loop {
+            let batch = self
+                .store
+                .scan_rev(Kind::Audit, &prefix, before.as_deref(), SCAN_BATCH)?;
+            let exhausted = batch.len() < SCAN_BATCH;
+            for (key, bytes) in batch {
+                let entry: AuditEntry = store::decode(&bytes)?;
+                before = Some(key);
+                if query.since.is_some_and(|since| entry.time < since) {
+                    return Ok(AuditPage {
+                        entries,
+                        next_cursor: None,
+                    });
+                }
+                if matches(query, &entry) {
+                    entries.push(entry);
+                    if entries.len() == limit {
+                        let next_cursor = entries.last().map(|e| e.id.clone());
+                        return Ok(AuditPage {
+                            entries,
+                            next_cursor,
+                        });
+                    }
+                }
+            }
+            if exhausted {
+                return Ok(AuditPage {
+                    entries,
+                    next_cursor: None,
+                });
+            }
+        }
+    }
+}
+
+fn matches(query: &AuditQuery, entry: &AuditEntry) -> bool {
+    query.kind.is_none_or(|kind| entry.kind == kind)
+        && query.decision.is_none_or(|d| entry.decision == Some(d))
+        && query
+            .agent
+            .as_ref()
+            .is_none_or(|name| entry.agent.as_ref().is_some_and(|a| &a.name == name))
+}

@@ -1,0 +1,244 @@
+//! The authorize pipeline (DESIGN §4), fail-closed at every step: tenant
+//! status, agent resolution, policy choice, sandboxed evaluation, audit.
+//!
+//! It reads only in-memory indexes; the one store write is the audit
+//! append.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use ward_types::{
+    AgentRef, AgentStatus, AuditEntry, AuditKind, AuthorizeRequest, DecisionResponse, Entity,
+    PolicyRef, Scope, TenantStatus, Timestamp,
+};
+
+use crate::registry::{Registry, RegistryError, ScopeIndex, TenantView};
+use crate::sandbox::{self, DataLookup, PolicyFailure, Usage};
+
+/// The builtin policy used when neither the agent nor the tenant names one.
+pub const BUILTIN_POLICY: &str = "permissions";
+
+/// A decision and what it cost.
+#[derive(Debug, Clone)]
+pub struct DecisionOutcome {
+    /// The answer as the native API returns it.
+    pub response: DecisionResponse,
+    /// Set when the policy failed (the answer is then a deny).
+    pub failure: Option<PolicyFailure>,
+    /// Sandbox usage, when a policy ran.
+    pub usage: Option<Usage>,
+    /// Time from the start of the pipeline to the decision.
+    pub duration: Duration,
+}
+
+/// Data documents as a policy of one tenant sees them: the tenant's own
+/// first, then global ones; never another tenant's.
+struct TenantData {
+    tenant: Arc<TenantView>,
+    global: Arc<ScopeIndex>,
+}
+
+impl DataLookup for TenantData {
+    fn data_get(&self, key: &str) -> Option<String> {
+        self.tenant
+            .scope
+            .data
+            .get(key)
+            .or_else(|| self.global.data.get(key))
+            .map(|entry| entry.json.clone())
+    }
+}
+
+impl Registry {
+    /// Decides `request` for tenant `tenant_id` and appends the decision to
+    /// the tenant's audit log. Fails only when the tenant does not exist or
+    /// the audit log cannot be written; everything else is a decision.
+    pub fn authorize(
+        &self,
+        tenant_id: &str,
+        request: &AuthorizeRequest,
+        actor: &str,
+    ) -> Result<DecisionOutcome, RegistryError> {
+        let started = Instant::now();
+        let view = self
+            .tenant_view(tenant_id)
+            .ok_or_else(|| RegistryError::not_found("tenant", tenant_id))?;
+        let outcome = self.decide(&view, request, started);
+        self.audit()
+            .record_decision(&view.record.id, &audit_entry(&outcome, request, actor))?;
+        Ok(outcome)
+    }
+
+    fn decide(
+        &self,
+        view: &Arc<TenantView>,
+        request: &AuthorizeRequest,
+        started: Instant,
+    ) -> DecisionOutcome {
+        let deny =
+            |reason: &str, agent: Option<AgentRef>, policy: Option<PolicyRef>| DecisionOutcome {
+                response: DecisionResponse {
+                    decision: false,
+                    decision_id: crate::ids::next_ulid().to_string(),
+                    reasons: vec![reason.to_string()],
+                    context: Map::new(),
+                    agent,
+                    policy,
+                },
+                failure: None,
+                usage: None,
+                duration: started.elapsed(),
+            };
+        if view.record.status == TenantStatus::Suspended {
+            return deny("tenant_suspended", None, None);
+        }
+
+        let global = self.global_index();
+        let agent = view
+            .scope
+            .agents
+            .get(&request.subject.id)
+            .map(|entry| (entry, Scope::Tenant))
+            .or_else(|| {
+                global
+                    .agents
+                    .get(&request.subject.id)
+                    .map(|entry| (entry, Scope::Global))
+            });
+        let agent_ref = agent.map(|(entry, scope)| AgentRef {
+            name: entry.agent.name.clone(),
+            scope,
+        });
+        if let Some((entry, _)) = agent
+            && entry.agent.status == AgentStatus::Disabled
+        {
+            return deny("agent_disabled", agent_ref, None);
+        }
+
+        let default_policy = view.settings.default_policy.as_deref();
+        let policy_name = match agent {
+            Some((entry, _)) => entry
+                .agent
+                .policy
+                .as_deref()
+                .or(default_policy)
+                .unwrap_or(BUILTIN_POLICY),
+            None => match default_policy {
+                Some(name) => name,
+                None => return deny("unknown_agent", None, None),
+            },
+        };
+        let policy = view
+            .scope
+            .policies
+            .get(policy_name)
+            .map(|entry| (entry, Scope::Tenant))
+            .or_else(|| {
+                global
+                    .policies
+                    .get(policy_name)
+                    .map(|entry| (entry, Scope::Global))
+            });
+        let Some((policy, policy_scope)) = policy else {
+            return deny("policy_not_found", agent_ref, None);
+        };
+        let Some((version, sha256)) = policy.active() else {
+            return deny("policy_not_found", agent_ref, None);
+        };
+        let policy_ref = PolicyRef {
+            name: policy.info.name.clone(),
+            scope: policy_scope,
+            version,
+            sha256: sha256.to_string(),
+        };
+        let compiled = match self.compiled(policy) {
+            Ok(compiled) => compiled,
+            Err(err) => {
+                tracing::error!(tenant = %view.record.slug, policy = policy_name, %err, "policy cannot be loaded");
+                return deny("policy_error:unavailable", agent_ref, Some(policy_ref));
+            }
+        };
+
+        let wit_request = sandbox::Request {
+            tenant: view.wit.clone(),
+            subject: wit_entity(&request.subject),
+            agent: agent.map(|(entry, _)| entry.wit.clone()),
+            action: sandbox::Action {
+                name: request.action.name.clone(),
+                properties: json_object(request.action.properties.as_ref()),
+            },
+            resource: wit_entity(&request.resource),
+            context: json_object(request.context.as_ref()),
+            config: policy.config_json.clone(),
+        };
+        let data = Arc::new(TenantData {
+            tenant: Arc::clone(view),
+            global,
+        });
+        let outcome =
+            self.sandbox()
+                .evaluate(&compiled, &wit_request, &view.settings.sandbox, data);
+        let context = match serde_json::from_str::<Value>(&outcome.context) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        DecisionOutcome {
+            response: DecisionResponse {
+                decision: outcome.allow,
+                decision_id: crate::ids::next_ulid().to_string(),
+                reasons: outcome.reasons,
+                context,
+                agent: agent_ref,
+                policy: Some(policy_ref),
+            },
+            failure: outcome.failure,
+            usage: Some(outcome.usage),
+            duration: started.elapsed(),
+        }
+    }
+}
+
+fn wit_entity(entity: &Entity) -> sandbox::Entity {
+    sandbox::Entity {
+        type_: entity.kind.clone(),
+        id: entity.id.clone(),
+        properties: json_object(entity.properties.as_ref()),
+    }
+}
+
+fn json_object(map: Option<&Map<String, Value>>) -> String {
+    match map {
+        Some(map) if !map.is_empty() => Value::Object(map.clone()).to_string(),
+        _ => String::from("{}"),
+    }
+}
+
+fn audit_entry(outcome: &DecisionOutcome, request: &AuthorizeRequest, actor: &str) -> AuditEntry {
+    let response = &outcome.response;
+    let mut details = json!({ "request": request });
+    if let Some(usage) = &outcome.usage {
+        details["usage"] = json!({
+            "sandbox_us": usage.duration.as_micros() as u64,
+            "fuel_consumed": usage.fuel_consumed,
+            "peak_memory_bytes": usage.peak_memory_bytes,
+            "log_truncated": usage.log_truncated,
+        });
+    }
+    if let Some(failure) = &outcome.failure {
+        details["failure"] = json!({"kind": failure.kind, "detail": failure.detail});
+    }
+    AuditEntry {
+        id: response.decision_id.clone(),
+        time: Timestamp::now(),
+        actor: actor.to_string(),
+        kind: AuditKind::Decision,
+        target: None,
+        decision: Some(response.decision),
+        reasons: response.reasons.clone(),
+        agent: response.agent.clone(),
+        policy: response.policy.clone(),
+        duration_us: Some(outcome.duration.as_micros() as u64),
+        details,
+    }
+}

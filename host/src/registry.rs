@@ -1,0 +1,397 @@
+//! Tenants and their objects (agents, policies, data documents): durable in
+//! the [`Store`], served from in-memory indexes that every write keeps
+//! current, and resolved narrowest-first: the tenant's own, then global.
+//!
+//! Management writes are serialized by one lock and durable when they
+//! return. Decisions never take that lock: they read immutable snapshots.
+
+mod agents;
+mod data;
+mod index;
+mod names;
+mod policies;
+mod tenants;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use arc_swap::ArcSwap;
+use ward_types::{Agent, DataDocument, PolicyInfo, Scope, TenantSettings};
+
+use crate::audit::AuditLog;
+use crate::sandbox::{LoadError, Sandbox};
+use crate::store::{self, Kind, Store, StoreError};
+
+use index::{AgentEntry, DataEntry, PolicyEntry, TenantRecord};
+pub(crate) use index::{Directory, ScopeIndex, TenantSlot, TenantView};
+
+/// Errors of registry calls, each with a stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// No such object (or not visible to the caller, which looks the same).
+    #[error("{what} `{name}` not found")]
+    NotFound {
+        /// What kind of object.
+        what: &'static str,
+        /// The name asked for.
+        name: String,
+    },
+    /// The name is taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// Malformed or out-of-range input.
+    #[error("{0}")]
+    Invalid(String),
+    /// A tenant quota would be exceeded.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// A tenant tried to change a global object.
+    #[error("`{0}` is a global object and cannot be changed by a tenant")]
+    GlobalReadOnly(String),
+    /// The uploaded module was refused.
+    #[error(transparent)]
+    Module(#[from] LoadError),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl RegistryError {
+    /// The error's stable `snake_case` code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RegistryError::NotFound { .. } => "not_found",
+            RegistryError::Conflict(_) => "conflict",
+            RegistryError::Invalid(_) => "invalid_input",
+            RegistryError::QuotaExceeded(_) => "quota_exceeded",
+            RegistryError::GlobalReadOnly(_) => "global_read_only",
+            RegistryError::Module(LoadError::TooLarge { .. }) => "too_large",
+            RegistryError::Module(LoadError::Busy) => "busy",
+            RegistryError::Module(LoadError::Internal(_)) => "internal",
+            RegistryError::Module(_) => "invalid_module",
+            RegistryError::Store(_) => "internal",
+        }
+    }
+
+    pub(crate) fn not_found(what: &'static str, name: &str) -> Self {
+        RegistryError::NotFound {
+            what,
+            name: names::clip(name),
+        }
+    }
+}
+
+/// Result alias for registry calls.
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+/// The scope a write goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ScopeId {
+    /// The operator's global scope.
+    Global,
+    /// One tenant, by id.
+    Tenant(String),
+}
+
+impl ScopeId {
+    /// The store key prefix of this scope: `global` or the tenant id.
+    pub fn key(&self) -> &str {
+        match self {
+            ScopeId::Global => "global",
+            ScopeId::Tenant(id) => id,
+        }
+    }
+
+    fn scope(&self) -> Scope {
+        match self {
+            ScopeId::Global => Scope::Global,
+            ScopeId::Tenant(_) => Scope::Tenant,
+        }
+    }
+}
+
+/// The registry. Create one per process with [`Registry::open`].
+pub struct Registry {
+    store: Arc<dyn Store>,
+    sandbox: Arc<Sandbox>,
+    audit: Arc<AuditLog>,
+    global: ArcSwap<ScopeIndex>,
+    directory: ArcSwap<Directory>,
+    write_lock: Mutex<()>,
+}
+
+impl Registry {
+    /// Loads every index from `store`, finishes tenant deletes a crash
+    /// interrupted, and installs the builtin `permissions` policy in the
+    /// global scope if it is missing. Policy modules are compiled (or
+    /// taken from the sandbox's disk cache) lazily, on first use.
+    pub fn open(
+        store: Arc<dyn Store>,
+        sandbox: Arc<Sandbox>,
+        audit: Arc<AuditLog>,
+    ) -> Result<Self> {
+        let registry = Registry {
+            store,
+            sandbox,
+            audit,
+            global: ArcSwap::from_pointee(ScopeIndex::default()),
+            directory: ArcSwap::from_pointee(Directory::default()),
+            write_lock: Mutex::new(()),
+        };
+        registry.finish_pending_deletes()?;
+        registry.load()?;
+        registry.install_builtins()?;
+        Ok(registry)
+    }
+
+    /// The sandbox policies run in.
+    pub fn sandbox(&self) -> &Arc<Sandbox> {
+        &self.sandbox
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &Arc<AuditLog> {
+        &self.audit
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        self.write_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn load(&self) -> Result<()> {
+        let mut scopes: HashMap<String, ScopeIndex> = HashMap::new();
+        for (key, bytes) in self.store.scan(Kind::Agent, "")? {
+            let agent: Agent = store::decode(&bytes)?;
+            let scope = scope_of(&key);
+            scopes
+                .entry(scope)
+                .or_default()
+                .agents
+                .insert(agent.name.clone(), Arc::new(AgentEntry::new(agent)));
+        }
+        for (key, bytes) in self.store.scan(Kind::Policy, "")? {
+            let info: PolicyInfo = store::decode(&bytes)?;
+            scopes
+                .entry(scope_of(&key))
+                .or_default()
+                .policies
+                .insert(info.name.clone(), Arc::new(PolicyEntry::new(info)));
+        }
+        for (key, bytes) in self.store.scan(Kind::Data, "")? {
+            let doc: DataDocument = store::decode(&bytes)?;
+            let index = scopes.entry(scope_of(&key)).or_default();
+            let entry = DataEntry::new(doc);
+            index.data_bytes += entry.json.len() as u64;
+            index.data.insert(entry.doc.key.clone(), Arc::new(entry));
+        }
+
+        let mut directory = Directory::default();
+        for (_, bytes) in self.store.scan(Kind::Tenant, "")? {
+            let record: TenantRecord = store::decode(&bytes)?;
+            let settings = TenantSettings::from_overrides(&record.settings).map_err(|err| {
+                StoreError::Corrupt(format!("tenant `{}` settings: {err}", record.id))
+            })?;
+            let scope = scopes.remove(&record.id).unwrap_or_default();
+            directory
+                .by_slug
+                .insert(record.slug.clone(), record.id.clone());
+            directory.by_id.insert(
+                record.id.clone(),
+                Arc::new(TenantSlot {
+                    view: ArcSwap::from_pointee(TenantView::new(record, settings, scope)),
+                }),
+            );
+        }
+        self.global
+            .store(Arc::new(scopes.remove("global").unwrap_or_default()));
+        self.directory.store(Arc::new(directory));
+        Ok(())
+    }
+
+    fn install_builtins(&self) -> Result<()> {
+        if self.global.load().policies.contains_key("permissions") {
+            return Ok(());
+        }
+        self.upload_policy(
+            &ScopeId::Global,
+            "permissions",
+            crate::plugins::PERMISSIONS_WASM,
+            true,
+            "system",
+        )?;
+        Ok(())
+    }
+
+    /// The current view of a tenant, by id or slug.
+    pub(crate) fn tenant_view(&self, id_or_slug: &str) -> Option<Arc<TenantView>> {
+        self.directory
+            .load()
+            .find(id_or_slug)
+            .map(|slot| slot.view.load_full())
+    }
+
+    fn tenant_slot(&self, id_or_slug: &str) -> Result<Arc<TenantSlot>> {
+        self.directory
+            .load()
+            .find(id_or_slug)
+            .cloned()
+            .ok_or_else(|| RegistryError::not_found("tenant", id_or_slug))
+    }
+
+    /// The global scope's current objects.
+    pub(crate) fn global_index(&self) -> Arc<ScopeIndex> {
+        self.global.load_full()
+    }
+
+    /// The index of `scope`, for reading before a write (lock held).
+    fn scope_index(&self, scope: &ScopeId) -> Result<ScopeIndex> {
+        match scope {
+            ScopeId::Global => Ok((**self.global.load()).clone()),
+            ScopeId::Tenant(id) => Ok(self.tenant_slot(id)?.view.load().scope.clone()),
+        }
+    }
+
+    /// Publishes a changed index of `scope` (lock held).
+    fn publish(&self, scope: &ScopeId, index: ScopeIndex) -> Result<()> {
+        match scope {
+            ScopeId::Global => self.global.store(Arc::new(index)),
+            ScopeId::Tenant(id) => {
+                let slot = self.tenant_slot(id)?;
+                let current = slot.view.load();
+                slot.view.store(Arc::new(TenantView::new(
+                    current.record.clone(),
+                    current.settings.clone(),
+                    index,
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A tenant's effective settings, or `None` for the global scope.
+    fn settings_of(&self, scope: &ScopeId) -> Result<Option<TenantSettings>> {
+        match scope {
+            ScopeId::Global => Ok(None),
+            ScopeId::Tenant(id) => Ok(Some(self.tenant_slot(id)?.view.load().settings.clone())),
+        }
+    }
+
+    /// Writes a management event to the scope's audit log (durably).
+    fn audit_event(
+        &self,
+        scope: &ScopeId,
+        actor: &str,
+        kind: ward_types::AuditKind,
+        target: Option<&str>,
+        details: serde_json::Value,
+    ) -> Result<()> {
+        self.audit
+            .record_event(scope.key(), actor, kind, target, details)
+            .map_err(RegistryError::from)
+    }
+}
+
+/// Refuses one more object when a tenant already has `limit` of them
+/// (the global scope has no such limit).
+fn check_count(current: usize, limit: Option<u64>, what: &str) -> Result<()> {
+    match limit {
+        Some(limit) if current as u64 >= limit => Err(RegistryError::QuotaExceeded(format!(
+            "this tenant already has its maximum of {limit} {what}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn scope_of(key: &str) -> String {
+    key.split_once('/')
+        .map_or(key, |(scope, _)| scope)
+        .to_string()
+}
+
+/// What a read sees: the tenant's own objects (when reading for a tenant)
+/// and the global ones.
+pub(crate) struct ReadScopes {
+    pub tenant: Option<Arc<TenantView>>,
+    pub global: Arc<ScopeIndex>,
+}
+
+impl ReadScopes {
+    /// The first of the tenant's then the global scope's objects that
+    /// `pick` finds, with the scope it came from.
+    pub fn resolve<'a, T>(
+        &'a self,
+        pick: impl Fn(&'a ScopeIndex) -> Option<&'a T>,
+    ) -> Option<(&'a T, Scope)> {
+        self.tenant
+            .as_ref()
+            .and_then(|view| pick(&view.scope))
+            .map(|found| (found, Scope::Tenant))
+            .or_else(|| pick(&self.global).map(|found| (found, Scope::Global)))
+    }
+
+    /// The tenant's objects and the global ones they do not shadow, by name.
+    pub fn merged<'a, T: 'a>(
+        &'a self,
+        all: impl Fn(&'a ScopeIndex) -> &'a HashMap<String, Arc<T>>,
+    ) -> Vec<&'a Arc<T>> {
+        let own = self.tenant.as_ref().map(|view| all(&view.scope));
+        let mut names: Vec<&String> = all(&self.global)
+            .keys()
+            .chain(own.into_iter().flat_map(|map| map.keys()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .filter_map(|name| {
+                own.and_then(|map| map.get(name))
+                    .or_else(|| all(&self.global).get(name))
+            })
+            .collect()
+    }
+}
+
+impl Registry {
+    /// The scopes a read in `scope` sees: a tenant sees its own objects
+    /// and then the global ones; the global scope sees only its own.
+    pub(crate) fn read_scopes(&self, scope: &ScopeId) -> Result<ReadScopes> {
+        let tenant = match scope {
+            ScopeId::Global => None,
+            ScopeId::Tenant(id) => Some(
+                self.tenant_view(id)
+                    .ok_or_else(|| RegistryError::not_found("tenant", id))?,
+            ),
+        };
+        Ok(ReadScopes {
+            tenant,
+            global: self.global_index(),
+        })
+    }
+
+    /// Refuses changing `name` in `scope` when the scope does not own it:
+    /// `global_read_only` when only the global scope has it, else
+    /// `not_found`.
+    fn check_owned(
+        &self,
+        scope: &ScopeId,
+        owned: bool,
+        in_global: bool,
+        what: &'static str,
+        name: &str,
+    ) -> Result<()> {
+        match (owned, scope) {
+            (true, _) => Ok(()),
+            (false, ScopeId::Tenant(_)) if in_global => {
+                Err(RegistryError::GlobalReadOnly(names::clip(name)))
+            }
+            (false, _) => Err(RegistryError::not_found(what, name)),
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The in-memory indexes the decision path reads: immutable snapshots
+//! swapped whole by writers, so a reader never takes a lock and never sees
+//! half of a change, and an evaluation keeps the versions it started with.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use ward_types::{
+    Agent, DataDocument, PolicyInfo, Scope, Tenant, TenantKind, TenantSettings, TenantStatus,
+    Timestamp,
+};
+
+use crate::sandbox::{self, LoadedPolicy};
+
+/// What the store keeps of a tenant: the overrides, not the effective
+/// settings, so that changed defaults reach tenants that never set them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct TenantRecord {
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+    pub kind: TenantKind,
+    pub status: TenantStatus,
+    pub settings: Map<String, Value>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// One scope's objects.
+#[derive(Default, Clone)]
+pub(crate) struct ScopeIndex {
+    pub agents: HashMap<String, Arc<AgentEntry>>,
+    pub policies: HashMap<String, Arc<PolicyEntry>>,
+    pub data: HashMap<String, Arc<DataEntry>>,
+    pub data_bytes: u64,
+}
+
+pub(crate) struct AgentEntry {
+    pub agent: Agent,
+    /// The agent as policies receive it, built once per write.
+    pub wit: sandbox::Agent,
+}
+
+impl AgentEntry {
+    pub fn new(agent: Agent) -> Self {
+        let wit = sandbox::Agent {
+            name: agent.name.clone(),
+            scope: match agent.scope {
+                Scope::Global => sandbox::Scope::Global,
+                Scope::Tenant => sandbox::Scope::Tenant,
+            },
+            type_: agent.kind.clone(),
+            attributes: Value::Object(agent.attributes.clone()).to_string(),
+            permissions: agent
+                .permissions
+                .iter()
+                .map(|p| sandbox::Permission {
+                    resource: p.resource.clone(),
+                    actions: p.actions.clone(),
+                })
+                .collect(),
+        };
+        AgentEntry { agent, wit }
+    }
+}
+
+pub(crate) struct PolicyEntry {
+    pub info: PolicyInfo,
+    /// The active version's module, compiled on first use.
+    pub compiled: OnceLock<Arc<LoadedPolicy>>,
+    /// The config as policies receive it.
+    pub config_json: String,
+}
+
+impl PolicyEntry {
+    pub fn new(info: PolicyInfo) -> Self {
+        PolicyEntry {
+            config_json: info.config.to_string(),
+            info,
+            compiled: OnceLock::new(),
+        }
+    }
+
+    /// The active version, if any: (number, sha256).
+    pub fn active(&self) -> Option<(u32, &str)> {
+        let number = self.info.active_version?;
+        self.info
+            .versions
+            .iter()
+            .find(|v| v.version == number)
+            .map(|v| (v.version, v.sha256.as_str()))
+    }
+}
+
+pub(crate) struct DataEntry {
+    pub doc: DataDocument,
+    /// The document as JSON text, as `data-get` returns it.
+    pub json: String,
+}
+
+impl DataEntry {
+    pub fn new(doc: DataDocument) -> Self {
+        DataEntry {
+            json: doc.value.to_string(),
+            doc,
+        }
+    }
+}
+
+/// Everything about one tenant that a decision reads.
+pub(crate) struct TenantView {
+    pub record: TenantRecord,
+    pub settings: TenantSettings,
+    pub wit: sandbox::Tenant,
+    pub scope: ScopeIndex,
+}
+
+impl TenantView {
+    pub fn new(record: TenantRecord, settings: TenantSettings, scope: ScopeIndex) -> Self {
+        TenantView {
+            wit: sandbox::Tenant {
+                id: record.id.clone(),
+                slug: record.slug.clone(),
+            },
+            record,
+            settings,
+            scope,
+        }
+    }
+
+    pub fn tenant(&self) -> Tenant {
+        Tenant {
+            id: self.record.id.clone(),
+            slug: self.record.slug.clone(),
+            name: self.record.name.clone(),
+            kind: self.record.kind,
+            status: self.record.status,
+            settings: self.settings.clone(),
+            created_at: self.record.created_at,
+            updated_at: self.record.updated_at,
+        }
+    }
+}
+
+/// A tenant's current view; swapped on every change to that tenant only.
+pub(crate) struct TenantSlot {
+    pub view: ArcSwap<TenantView>,
+}
+
+/// Every tenant by id, and ids by slug; swapped when tenants come or go.
+#[derive(Default, Clone)]
+pub(crate) struct Directory {
+    pub by_id: HashMap<String, Arc<TenantSlot>>,
+    pub by_slug: HashMap<String, String>,
+}
+
+impl Directory {
+    pub fn find(&self, id_or_slug: &str) -> Option<&Arc<TenantSlot>> {
+        self.by_id.get(id_or_slug).or_else(|| {
+            self.by_slug
+                .get(id_or_slug)
+                .and_then(|id| self.by_id.get(id))
+        })
+    }
+}

@@ -1,0 +1,298 @@
+//! Policies: versions of a module by content, one active at a time, plus a
+//! config passed to every evaluation. Modules are stored once by sha256 and
+//! shared between every scope that uploads the same bytes.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use ward_types::{AuditKind, PolicyInfo, PolicyVersion, Timestamp, UploadedPolicy};
+
+use super::index::PolicyEntry;
+use super::names::check_name;
+use super::{Registry, RegistryError, Result, ScopeId, check_count};
+use crate::sandbox::{LoadError, LoadedPolicy};
+use crate::store::{self, Kind, Write, scoped_key};
+
+/// Versions one policy may keep; delete and re-upload to start over.
+pub const MAX_VERSIONS: usize = 100;
+/// Largest policy config, in bytes of JSON.
+const MAX_CONFIG_BYTES: usize = 256 << 10;
+
+impl Registry {
+    /// Validates and compiles `module`, stores it as the next version of
+    /// policy `name` in `scope`, and makes it active unless `activate` is
+    /// false (or it is the first version, which is always activated when
+    /// `activate` is true). Nothing is stored if the module is refused.
+    pub fn upload_policy(
+        &self,
+        scope: &ScopeId,
+        name: &str,
+        module: &[u8],
+        activate: bool,
+        actor: &str,
+    ) -> Result<UploadedPolicy> {
+        check_name("policy", name)?;
+        let settings = self.settings_of(scope)?;
+        let max_bytes = settings.as_ref().map_or(usize::MAX, |s| {
+            usize::try_from(s.max_module_bytes).unwrap_or(usize::MAX)
+        });
+        // Compile before taking the write lock: it is the slow part.
+        let compiled = self.sandbox.load(module, max_bytes)?;
+        let sha256 = compiled.sha256().to_string();
+
+        let _guard = self.lock();
+        let mut index = self.scope_index(scope)?;
+        let previous = index.policies.get(name).cloned();
+        if previous.is_none() {
+            check_count(
+                index.policies.len(),
+                settings.as_ref().map(|s| s.max_policies),
+                "policies",
+            )?;
+        }
+        let now = Timestamp::now();
+        let mut info = match &previous {
+            Some(entry) => entry.info.clone(),
+            None => PolicyInfo {
+                name: name.to_string(),
+                scope: scope.scope(),
+                active_version: None,
+                versions: Vec::new(),
+                config: Value::Null,
+                created_at: now,
+                updated_at: now,
+            },
+        };
+        if info.versions.len() >= MAX_VERSIONS {
+            return Err(RegistryError::QuotaExceeded(format!(
+                "policy `{name}` already has {MAX_VERSIONS} versions"
+            )));
+        }
+        let version = info.versions.last().map_or(1, |v| v.version + 1);
+        info.versions.push(PolicyVersion {
+            version,
+            sha256: sha256.clone(),
+            size: module.len() as u64,
+            created_at: now,
+        });
+        if activate {
+            info.active_version = Some(version);
+        }
+        info.updated_at = now;
+
+        let refs = self.module_refs(&sha256)?;
+        let mut writes = vec![
+            Write::put_json(Kind::Policy, scoped_key(scope.key(), name), &info)?,
+            Write::put_json(Kind::ModuleRefs, sha256.clone(), &(refs + 1))?,
+        ];
+        if refs == 0 {
+            writes.push(Write::Put {
+                kind: Kind::Module,
+                key: sha256.clone(),
+                value: module.to_vec(),
+            });
+        }
+        self.store.write(writes)?;
+
+        let entry = PolicyEntry::new(info);
+        if activate {
+            let _ = entry.compiled.set(compiled);
+        } else if let Some(compiled) = previous.as_ref().and_then(|p| p.compiled.get()) {
+            let _ = entry.compiled.set(Arc::clone(compiled));
+        }
+        index.policies.insert(name.to_string(), Arc::new(entry));
+        self.publish(scope, index)?;
+        let details =
+            json!({"version": version, "sha256": sha256, "size": module.len(), "active": activate});
+        self.audit_event(scope, actor, AuditKind::PolicyUploaded, Some(name), details)?;
+        Ok(UploadedPolicy {
+            name: name.to_string(),
+            version,
+            sha256,
+            size: module.len() as u64,
+            active: activate,
+        })
+    }
+
+    /// Makes `version` the active version of policy `name` (rollback or
+    /// roll forward). Decisions already running finish on the version they
+    /// started with.
+    pub fn activate_policy(
+        &self,
+        scope: &ScopeId,
+        name: &str,
+        version: u32,
+        actor: &str,
+    ) -> Result<PolicyInfo> {
+        self.change_policy(scope, name, actor, AuditKind::PolicyActivated, |info| {
+            if !info.versions.iter().any(|v| v.version == version) {
+                return Err(RegistryError::not_found(
+                    "policy version",
+                    &version.to_string(),
+                ));
+            }
+            info.active_version = Some(version);
+            Ok(json!({"version": version}))
+        })
+    }
+
+    /// Sets the config passed to policy `name` with every request.
+    pub fn configure_policy(
+        &self,
+        scope: &ScopeId,
+        name: &str,
+        config: Value,
+        actor: &str,
+    ) -> Result<PolicyInfo> {
+        if config.to_string().len() > MAX_CONFIG_BYTES {
+            return Err(RegistryError::Invalid(format!(
+                "a policy config is at most {MAX_CONFIG_BYTES} bytes of JSON"
+            )));
+        }
+        self.change_policy(scope, name, actor, AuditKind::PolicyConfigured, |info| {
+            info.config = config;
+            Ok(Value::Null)
+        })
+    }
+
+    fn change_policy(
+        &self,
+        scope: &ScopeId,
+        name: &str,
+        actor: &str,
+        kind: AuditKind,
+        change: impl FnOnce(&mut PolicyInfo) -> Result<Value>,
+    ) -> Result<PolicyInfo> {
+        let _guard = self.lock();
+        let mut index = self.scope_index(scope)?;
+        let in_global = self.global_index().policies.contains_key(name);
+        let previous = index.policies.get(name).cloned();
+        self.check_owned(scope, previous.is_some(), in_global, "policy", name)?;
+        let previous = previous.ok_or_else(|| RegistryError::not_found("policy", name))?;
+        let mut info = previous.info.clone();
+        let details = change(&mut info)?;
+        info.updated_at = Timestamp::now();
+        self.store.write(vec![Write::put_json(
+            Kind::Policy,
+            scoped_key(scope.key(), name),
+            &info,
+        )?])?;
+        let entry = PolicyEntry::new(info.clone());
+        if previous.active() == entry.active()
+            && let Some(compiled) = previous.compiled.get()
+        {
+            let _ = entry.compiled.set(Arc::clone(compiled));
+        }
+        index.policies.insert(name.to_string(), Arc::new(entry));
+        self.publish(scope, index)?;
+        self.audit_event(scope, actor, kind, Some(name), details)?;
+        Ok(info)
+    }
+
+    /// Policy `name` as `scope` sees it.
+    pub fn get_policy(&self, scope: &ScopeId, name: &str) -> Result<PolicyInfo> {
+        let scopes = self.read_scopes(scope)?;
+        scopes
+            .resolve(|index| index.policies.get(name))
+            .map(|(entry, _)| entry.info.clone())
+            .ok_or_else(|| RegistryError::not_found("policy", name))
+    }
+
+    /// Every policy `scope` sees, by name.
+    pub fn list_policies(&self, scope: &ScopeId) -> Result<Vec<PolicyInfo>> {
+        let scopes = self.read_scopes(scope)?;
+        Ok(scopes
+            .merged(|index| &index.policies)
+            .into_iter()
+            .map(|entry| entry.info.clone())
+            .collect())
+    }
+
+    /// Deletes policy `name` and every version of it; modules no other
+    /// policy uses are deleted with their compiled code.
+    pub fn delete_policy(&self, scope: &ScopeId, name: &str, actor: &str) -> Result<()> {
+        let _guard = self.lock();
+        let mut index = self.scope_index(scope)?;
+        let in_global = self.global_index().policies.contains_key(name);
+        self.check_owned(
+            scope,
+            index.policies.contains_key(name),
+            in_global,
+            "policy",
+            name,
+        )?;
+        let Some(entry) = index.policies.remove(name) else {
+            return Err(RegistryError::not_found("policy", name));
+        };
+        let shas: Vec<String> = entry
+            .info
+            .versions
+            .iter()
+            .map(|v| v.sha256.clone())
+            .collect();
+        let mut writes = vec![Write::delete(Kind::Policy, scoped_key(scope.key(), name))];
+        let forgotten = self.release_modules(&shas, &mut writes)?;
+        self.store.write(writes)?;
+        for sha in forgotten {
+            self.sandbox.forget(&sha);
+        }
+        self.publish(scope, index)?;
+        self.audit_event(
+            scope,
+            actor,
+            AuditKind::PolicyDeleted,
+            Some(name),
+            Value::Null,
+        )?;
+        Ok(())
+    }
+
+    /// The compiled active version of a policy: from memory, else from the
+    /// stored module (compiled code comes from the disk cache).
+    pub(crate) fn compiled(&self, entry: &PolicyEntry) -> Result<Arc<LoadedPolicy>> {
+        if let Some(compiled) = entry.compiled.get() {
+            return Ok(Arc::clone(compiled));
+        }
+        let Some((_, sha256)) = entry.active() else {
+            return Err(RegistryError::not_found(
+                "active policy version",
+                &entry.info.name,
+            ));
+        };
+        let module = self.store.get(Kind::Module, sha256)?.ok_or_else(|| {
+            LoadError::Internal(format!("module {sha256} is missing from the store"))
+        })?;
+        let compiled = self.sandbox.load(&module, usize::MAX)?;
+        Ok(Arc::clone(entry.compiled.get_or_init(|| compiled)))
+    }
+
+    fn module_refs(&self, sha256: &str) -> Result<u64> {
+        Ok(store::get_json::<u64>(self.store.as_ref(), Kind::ModuleRefs, sha256)?.unwrap_or(0))
+    }
+
+    /// Adds to `writes` the release of one reference per entry of `shas`;
+    /// returns the modules that nothing references any more (their
+    /// compiled code can go once `writes` are applied). Lock held.
+    pub(super) fn release_modules(
+        &self,
+        shas: &[String],
+        writes: &mut Vec<Write>,
+    ) -> Result<Vec<String>> {
+        let mut counts = std::collections::BTreeMap::<&str, u64>::new();
+        for sha in shas {
+            *counts.entry(sha).or_default() += 1;
+        }
+        let mut forgotten = Vec::new();
+        for (sha, released) in counts {
+            let remaining = self.module_refs(sha)?.saturating_sub(released);
+            if remaining == 0 {
+                writes.push(Write::delete(Kind::ModuleRefs, sha));
+                writes.push(Write::delete(Kind::Module, sha));
+                forgotten.push(sha.to_string());
+            } else {
+                writes.push(Write::put_json(Kind::ModuleRefs, sha, &remaining)?);
+            }
+        }
+        Ok(forgotten)
+    }
+}

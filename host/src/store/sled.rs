@@ -1,0 +1,162 @@
+//! The embedded store: one sled tree per [`Kind`], under `--data-dir`.
+
+use std::path::Path;
+
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::{Batch, Db, Transactional, Tree};
+
+use super::{Kind, Result, Store, StoreError, Write};
+
+/// sled 0.34 under a directory.
+pub struct SledStore {
+    db: Db,
+    trees: Vec<Tree>,
+}
+
+fn backend(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(err.to_string())
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`. Waits up to five seconds for
+    /// the directory's lock, which a process that just closed the store
+    /// (or just died) may still hold for a moment.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let config = sled::Config::new().path(dir).flush_every_ms(Some(200));
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(err))
+                    if err.kind() == std::io::ErrorKind::WouldBlock && attempts < 100 =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(err) => return Err(backend(err)),
+            }
+        };
+        let trees = Kind::ALL
+            .iter()
+            .map(|kind| db.open_tree(kind.name()))
+            .collect::<sled::Result<Vec<_>>>()
+            .map_err(backend)?;
+        Ok(SledStore { db, trees })
+    }
+
+    fn tree(&self, kind: Kind) -> &Tree {
+        &self.trees[kind.index()]
+    }
+
+    fn apply(&self, writes: Vec<Write>) -> Result<()> {
+        let result: Result<(), TransactionError<String>> =
+            self.trees.as_slice().transaction(|trees| {
+                for write in &writes {
+                    match write {
+                        Write::Put { kind, key, value } => {
+                            trees[kind.index()].insert(key.as_bytes(), value.as_slice())?;
+                        }
+                        Write::Delete { kind, key } => {
+                            trees[kind.index()].remove(key.as_bytes())?;
+                        }
+                    }
+                }
+                Ok::<_, ConflictableTransactionError<String>>(())
+            });
+        result.map_err(backend)
+    }
+}
+
+fn entry(item: sled::Result<(sled::IVec, sled::IVec)>) -> Result<(String, Vec<u8>)> {
+    let (key, value) = item.map_err(backend)?;
+    let key =
+        String::from_utf8(key.to_vec()).map_err(|err| StoreError::Corrupt(err.to_string()))?;
+    Ok((key, value.to_vec()))
+}
+
+/// The smallest key above every key that starts with `prefix`.
+fn successor(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![u8::MAX; prefix.len() + 1]
+}
+
+impl Store for SledStore {
+    fn get(&self, kind: Kind, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .tree(kind)
+            .get(key.as_bytes())
+            .map_err(backend)?
+            .map(|value| value.to_vec()))
+    }
+
+    fn scan(&self, kind: Kind, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        self.tree(kind)
+            .scan_prefix(prefix.as_bytes())
+            .map(entry)
+            .collect()
+    }
+
+    fn scan_rev(
+        &self,
+        kind: Kind,
+        prefix: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        let start = prefix.as_bytes().to_vec();
+        let end = match before {
+            Some(before) => before.as_bytes().to_vec(),
+            None => successor(prefix.as_bytes()),
+        };
+        if end <= start {
+            return Ok(Vec::new());
+        }
+        self.tree(kind)
+            .range(start..end)
+            .rev()
+            .take(limit)
+            .map(entry)
+            .collect()
+    }
+
+    fn write(&self, writes: Vec<Write>) -> Result<()> {
+        self.apply(writes)?;
+        self.flush()
+    }
+
+    fn write_buffered(&self, writes: Vec<Write>) -> Result<()> {
+        self.apply(writes)
+    }
+
+    fn delete_prefix(&self, kind: Kind, prefix: &str) -> Result<usize> {
+        let tree = self.tree(kind);
+        let mut removed = 0;
+        loop {
+            // In bounded batches so that a huge tenant does not need one
+            // huge batch in memory.
+            let mut batch = Batch::default();
+            let mut in_batch = 0;
+            for item in tree.scan_prefix(prefix.as_bytes()).keys().take(10_000) {
+                batch.remove(item.map_err(backend)?);
+                in_batch += 1;
+            }
+            if in_batch == 0 {
+                break;
+            }
+            tree.apply_batch(batch).map_err(backend)?;
+            removed += in_batch;
+        }
+        self.flush()?;
+        Ok(removed)
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.db.flush().map(|_| ()).map_err(backend)
+    }
+}

@@ -1,0 +1,96 @@
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{AgentRef, PolicyRef, Timestamp};
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditKind {
+    /// An authorize decision.
+    Decision,
+    /// A tenant was created.
+    TenantCreated,
+    /// A tenant's name or settings changed.
+    TenantUpdated,
+    /// A tenant was suspended.
+    TenantSuspended,
+    /// A tenant was reactivated.
+    TenantActivated,
+    /// A tenant was deleted (written to the operator log).
+    TenantDeleted,
+    /// A policy version was uploaded.
+    PolicyUploaded,
+    /// A policy version was activated.
+    PolicyActivated,
+    /// A policy's config was set.
+    PolicyConfigured,
+    /// A policy was deleted.
+    PolicyDeleted,
+    /// An agent was created or replaced.
+    AgentPut,
+    /// An agent was deleted.
+    AgentDeleted,
+    /// A data document was written.
+    DataPut,
+    /// A data document was deleted.
+    DataDeleted,
+    /// An API key was created.
+    KeyCreated,
+    /// An API key was revoked.
+    KeyRevoked,
+    /// An operator acted inside the tenant.
+    AdminCrossTenantAccess,
+    /// Calls were refused by the rate limit.
+    RateLimited,
+    /// Calls were refused because the monthly budget is spent.
+    BudgetExhausted,
+    /// Calls were refused because too many evaluations were running.
+    TooManyEvaluations,
+    /// A write was refused by a quota.
+    QuotaExceeded,
+}
+
+/// One audit log entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// ULID: sortable by time.
+    pub id: String,
+    /// When.
+    pub time: Timestamp,
+    /// Who: `key:<id>`, `jwt:<sub>`, `operator` or `system`.
+    pub actor: String,
+    /// What happened.
+    pub kind: AuditKind,
+    /// The object concerned (agent, policy, key…), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// For decisions: allowed or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<bool>,
+    /// For decisions: why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// For decisions: the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentRef>,
+    /// For decisions: the policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyRef>,
+    /// For decisions: time from request to decision, in µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_us: Option<u64>,
+    /// Anything else: for decisions the request and sandbox usage.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub details: Value,
+}
+
+/// One page of the audit log, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditPage {
+    /// The entries.
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `cursor` to get the next (older) page; absent at the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}

@@ -1,0 +1,34 @@
+//! The JSON types of Ward's HTTP API, shared by the server and its Rust
+//! clients so that both sides agree by construction.
+
+#![deny(missing_docs)]
+
+mod agent;
+mod audit;
+mod authz;
+mod error;
+mod policy;
+mod tenant;
+mod time;
+
+pub use agent::{Agent, AgentStatus, Permission, PutAgent};
+pub use audit::{AuditEntry, AuditKind, AuditPage};
+pub use authz::{AgentRef, AuthorizeRequest, DecisionResponse, Entity, PolicyRef, RequestAction};
+pub use error::{ErrorBody, ErrorDetail};
+pub use policy::{DataDocument, PolicyInfo, PolicyVersion, UploadedPolicy};
+pub use tenant::{
+    CreateTenant, SandboxLimits, Tenant, TenantKind, TenantSettings, TenantStatus, UpdateTenant,
+};
+pub use time::Timestamp;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a named object lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Operator-managed, inherited by every tenant.
+    Global,
+    /// One tenant's own.
+    Tenant,
+}

@@ -1,0 +1,64 @@
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Scope, Timestamp};
+
+/// One uploaded version of a policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyVersion {
+    /// 1, 2, 3… in upload order.
+    pub version: u32,
+    /// Hex sha256 of the module.
+    pub sha256: String,
+    /// Module size in bytes.
+    pub size: u64,
+    /// When uploaded.
+    pub created_at: Timestamp,
+}
+
+/// A policy: its versions and which one is active.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyInfo {
+    /// Unique within its scope.
+    pub name: String,
+    /// Where it lives.
+    pub scope: Scope,
+    /// The version decisions use; `None` until one is activated.
+    pub active_version: Option<u32>,
+    /// Every version kept, oldest first.
+    pub versions: Vec<PolicyVersion>,
+    /// Passed to the policy with every request (`null` when unset).
+    pub config: Value,
+    /// When created.
+    pub created_at: Timestamp,
+    /// When last changed.
+    pub updated_at: Timestamp,
+}
+
+/// Answer to an upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadedPolicy {
+    /// The policy's name.
+    pub name: String,
+    /// The new version's number.
+    pub version: u32,
+    /// Hex sha256 of the module.
+    pub sha256: String,
+    /// Module size in bytes.
+    pub size: u64,
+    /// Whether this version is now the active one.
+    pub active: bool,
+}
+
+/// A data document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataDocument {
+    /// Its key.
+    pub key: String,
+    /// Where it lives.
+    pub scope: Scope,
+    /// The document.
+    pub value: Value,
+    /// When last written.
+    pub updated_at: Timestamp,
+}

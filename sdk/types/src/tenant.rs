@@ -1,0 +1,169 @@
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::Timestamp;
+
+/// A tenant: the unit of isolation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    /// `tnt_` followed by a ULID.
+    pub id: String,
+    /// Unique short name, `^[a-z0-9]+(?:-[a-z0-9]+)*$`.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// Organization or personal workspace.
+    pub kind: TenantKind,
+    /// Active or suspended.
+    pub status: TenantStatus,
+    /// The effective settings: defaults with the tenant's overrides.
+    pub settings: TenantSettings,
+    /// When created.
+    pub created_at: Timestamp,
+    /// When last changed.
+    pub updated_at: Timestamp,
+}
+
+/// What a tenant stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantKind {
+    /// A company or team.
+    #[default]
+    Organization,
+    /// One user's own workspace.
+    Personal,
+}
+
+/// Whether a tenant is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantStatus {
+    /// Decisions are made.
+    #[default]
+    Active,
+    /// Every decision is a deny with reason `tenant_suspended`.
+    Suspended,
+}
+
+/// A tenant's limits and defaults. Every field has a default; a tenant
+/// stores only what it overrides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantSettings {
+    /// Most agents in the tenant's scope.
+    pub max_agents: u64,
+    /// Most policies (names) in the tenant's scope.
+    pub max_policies: u64,
+    /// Largest policy module upload, in bytes.
+    pub max_module_bytes: u64,
+    /// Total size of the tenant's data documents, in bytes.
+    pub max_data_bytes: u64,
+    /// When set, agent `type`s must be one of these.
+    pub allowed_agent_types: Option<Vec<String>>,
+    /// Audit entries older than this many days are pruned.
+    pub audit_retention_days: u32,
+    /// Sustained authorize calls per second.
+    pub rate_limit_per_sec: u32,
+    /// Authorize calls allowed in a burst above the sustained rate.
+    pub burst: u32,
+    /// Decisions per calendar month (UTC); `None` is unlimited.
+    pub max_decisions_per_month: Option<u64>,
+    /// Evaluations running at once for this tenant.
+    pub max_concurrent_evaluations: u32,
+    /// Policy used for agents without a bound policy, and for subjects
+    /// that are not agents.
+    pub default_policy: Option<String>,
+    /// The sandbox limits of every evaluation.
+    pub sandbox: SandboxLimits,
+}
+
+impl Default for TenantSettings {
+    fn default() -> Self {
+        TenantSettings {
+            max_agents: 10_000,
+            max_policies: 100,
+            max_module_bytes: 8 << 20,
+            max_data_bytes: 16 << 20,
+            allowed_agent_types: None,
+            audit_retention_days: 90,
+            rate_limit_per_sec: 1_000,
+            burst: 2_000,
+            max_decisions_per_month: None,
+            max_concurrent_evaluations: 64,
+            default_policy: None,
+            sandbox: SandboxLimits::default(),
+        }
+    }
+}
+
+impl TenantSettings {
+    /// The settings that result from applying `overrides` (a JSON object of
+    /// explicitly set fields) to the defaults.
+    pub fn from_overrides(overrides: &Map<String, Value>) -> Result<Self, serde_json::Error> {
+        serde_json::from_value(Value::Object(overrides.clone()))
+    }
+}
+
+/// The limits one evaluation runs under (tenant setting `sandbox`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxLimits {
+    /// Largest linear memory a policy may grow to.
+    pub memory_bytes: u64,
+    /// Wall-clock budget of one evaluation.
+    pub timeout_ms: u64,
+    /// Instruction budget of one evaluation; `None`: no fuel limit (the
+    /// timeout still applies).
+    pub fuel: Option<u64>,
+    /// Most bytes a policy may pass to the host in one host call, its
+    /// decision included.
+    pub hostcall_bytes: u64,
+    /// Most core instances one evaluation may create.
+    pub max_instances: u32,
+    /// Most tables one evaluation may create.
+    pub max_tables: u32,
+    /// Most elements any one table may grow to.
+    pub max_table_elements: u32,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        SandboxLimits {
+            memory_bytes: 16 << 20,
+            timeout_ms: 100,
+            fuel: None,
+            hostcall_bytes: 1 << 20,
+            max_instances: 32,
+            max_tables: 8,
+            max_table_elements: 20_000,
+        }
+    }
+}
+
+/// Body of `POST /v1/tenants`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateTenant {
+    /// Unique short name.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// Defaults to `organization`.
+    #[serde(default)]
+    pub kind: TenantKind,
+    /// Overrides of the default settings.
+    #[serde(default)]
+    pub settings: Option<Map<String, Value>>,
+}
+
+/// Body of `PATCH /v1/tenants/{t}`: settings are merged (JSON merge patch).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct UpdateTenant {
+    /// A new display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A merge patch: omitted fields keep their value, `null` resets one
+    /// to its default.
+    #[serde(default)]
+    pub settings: Option<Map<String, Value>>,
+}
