@@ -5,12 +5,18 @@
 //! - [`registry`] keeps tenants, agents, policies and data, resolved
 //!   narrowest-first from in-memory indexes;
 //! - [`authorize`] is the decision pipeline;
-//! - [`audit`] is every scope's audit log.
+//! - [`audit`] is every scope's audit log;
+//! - [`auth`] checks credentials; [`api`] is the HTTP surface;
+//!   [`server`] puts it together from a [`config::Config`].
 
+pub mod api;
 pub mod audit;
+pub mod auth;
 pub mod authorize;
+pub mod config;
 pub mod ids;
 pub mod plugins;
 pub mod registry;
 pub mod sandbox;
+pub mod server;
 pub mod store;

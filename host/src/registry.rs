@@ -9,6 +9,8 @@ mod agents;
 mod data;
 mod index;
 mod names;
+
+pub(crate) use names::clip;
 mod policies;
 mod tenants;
 

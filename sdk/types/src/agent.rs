@@ -6,6 +6,7 @@ use crate::{Scope, Timestamp};
 /// One grant: `resource` is a `type:id` pattern where `*` matches any run
 /// of characters; `actions` lists action names (`*` for any).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Permission {
     /// The resource pattern.
@@ -16,6 +17,7 @@ pub struct Permission {
 
 /// Whether an agent may act.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum AgentStatus {
     /// Decisions are made for it.
@@ -27,6 +29,7 @@ pub enum AgentStatus {
 
 /// A named principal: an AI agent, a service, a user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Agent {
     /// Unique within its scope.
     pub name: String,
@@ -38,6 +41,7 @@ pub struct Agent {
     /// Active or disabled.
     pub status: AgentStatus,
     /// Free-form attributes policies can read.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub attributes: Map<String, Value>,
     /// Grants, read by the builtin `permissions` policy.
     pub permissions: Vec<Permission>,
@@ -51,6 +55,7 @@ pub struct Agent {
 
 /// Body of `PUT /v1/agents/{name}`: creates or replaces the agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PutAgent {
     /// Such as `ai_agent`, `service` or `user`.
@@ -61,6 +66,7 @@ pub struct PutAgent {
     pub status: AgentStatus,
     /// Defaults to `{}`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub attributes: Map<String, Value>,
     /// Defaults to none.
     #[serde(default)]

@@ -5,6 +5,7 @@ use crate::Scope;
 
 /// A subject or resource, as in OpenID AuthZEN.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Entity {
     /// Such as `user`, `agent` or `document`.
     #[serde(rename = "type")]
@@ -13,21 +14,25 @@ pub struct Entity {
     pub id: String,
     /// Anything else the policy may use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub properties: Option<Map<String, Value>>,
 }
 
 /// The action asked for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestAction {
     /// Such as `read`.
     pub name: String,
     /// Anything else the policy may use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub properties: Option<Map<String, Value>>,
 }
 
 /// One authorization question in the AuthZEN shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuthorizeRequest {
     /// Who asks.
     pub subject: Entity,
@@ -37,11 +42,13 @@ pub struct AuthorizeRequest {
     pub resource: Entity,
     /// Anything else about the circumstances.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub context: Option<Map<String, Value>>,
 }
 
 /// Which agent a decision was about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentRef {
     /// Its name.
     pub name: String,
@@ -51,6 +58,7 @@ pub struct AgentRef {
 
 /// Which policy made a decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyRef {
     /// Its name.
     pub name: String,
@@ -64,6 +72,7 @@ pub struct PolicyRef {
 
 /// A native decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DecisionResponse {
     /// Allowed or not.
     pub decision: bool,
@@ -72,6 +81,7 @@ pub struct DecisionResponse {
     /// Why.
     pub reasons: Vec<String>,
     /// The policy's context object.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub context: Map<String, Value>,
     /// The agent the subject resolved to, if any.
     pub agent: Option<AgentRef>,

@@ -7,6 +7,7 @@ mod agent;
 mod audit;
 mod authz;
 mod error;
+mod keys;
 mod policy;
 mod tenant;
 mod time;
@@ -15,6 +16,7 @@ pub use agent::{Agent, AgentStatus, Permission, PutAgent};
 pub use audit::{AuditEntry, AuditKind, AuditPage};
 pub use authz::{AgentRef, AuthorizeRequest, DecisionResponse, Entity, PolicyRef, RequestAction};
 pub use error::{ErrorBody, ErrorDetail};
+pub use keys::{ApiKeyInfo, CreateKey, CreatedKey, KeyRole};
 pub use policy::{DataDocument, PolicyInfo, PolicyVersion, UploadedPolicy};
 pub use tenant::{
     CreateTenant, SandboxLimits, Tenant, TenantKind, TenantSettings, TenantStatus, UpdateTenant,
@@ -25,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 /// Where a named object lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Operator-managed, inherited by every tenant.

@@ -5,6 +5,7 @@ use crate::{Scope, Timestamp};
 
 /// One uploaded version of a policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyVersion {
     /// 1, 2, 3… in upload order.
     pub version: u32,
@@ -18,6 +19,7 @@ pub struct PolicyVersion {
 
 /// A policy: its versions and which one is active.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyInfo {
     /// Unique within its scope.
     pub name: String,
@@ -28,6 +30,7 @@ pub struct PolicyInfo {
     /// Every version kept, oldest first.
     pub versions: Vec<PolicyVersion>,
     /// Passed to the policy with every request (`null` when unset).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub config: Value,
     /// When created.
     pub created_at: Timestamp,
@@ -37,6 +40,7 @@ pub struct PolicyInfo {
 
 /// Answer to an upload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UploadedPolicy {
     /// The policy's name.
     pub name: String,
@@ -52,12 +56,14 @@ pub struct UploadedPolicy {
 
 /// A data document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DataDocument {
     /// Its key.
     pub key: String,
     /// Where it lives.
     pub scope: Scope,
     /// The document.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub value: Value,
     /// When last written.
     pub updated_at: Timestamp,

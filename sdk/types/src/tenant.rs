@@ -5,6 +5,7 @@ use crate::Timestamp;
 
 /// A tenant: the unit of isolation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tenant {
     /// `tnt_` followed by a ULID.
     pub id: String,
@@ -26,6 +27,7 @@ pub struct Tenant {
 
 /// What a tenant stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum TenantKind {
     /// A company or team.
@@ -37,6 +39,7 @@ pub enum TenantKind {
 
 /// Whether a tenant is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum TenantStatus {
     /// Decisions are made.
@@ -49,6 +52,7 @@ pub enum TenantStatus {
 /// A tenant's limits and defaults. Every field has a default; a tenant
 /// stores only what it overrides.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct TenantSettings {
     /// Most agents in the tenant's scope.
@@ -107,6 +111,7 @@ impl TenantSettings {
 
 /// The limits one evaluation runs under (tenant setting `sandbox`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxLimits {
     /// Largest linear memory a policy may grow to.
@@ -143,6 +148,7 @@ impl Default for SandboxLimits {
 
 /// Body of `POST /v1/tenants`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateTenant {
     /// Unique short name.
     pub slug: String,
@@ -153,11 +159,13 @@ pub struct CreateTenant {
     pub kind: TenantKind,
     /// Overrides of the default settings.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub settings: Option<Map<String, Value>>,
 }
 
 /// Body of `PATCH /v1/tenants/{t}`: settings are merged (JSON merge patch).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateTenant {
     /// A new display name.
     #[serde(default)]
@@ -165,5 +173,6 @@ pub struct UpdateTenant {
     /// A merge patch: omitted fields keep their value, `null` resets one
     /// to its default.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub settings: Option<Map<String, Value>>,
 }

@@ -1,0 +1,220 @@
+//! The HTTP API (DESIGN §10): one module per resource, routes next to their
+//! handlers, `/openapi.json` generated from the same definitions.
+
+mod audit;
+mod authzen;
+mod decide;
+mod error;
+mod extract;
+mod objects;
+mod ops;
+mod tenants;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use error::ApiError;
+pub use extract::TENANT_HEADER;
+
+use crate::auth::Authenticator;
+use crate::config::HttpConfig;
+use crate::registry::Registry;
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    /// Tenants and their objects; decisions.
+    pub registry: Arc<Registry>,
+    /// Credentials.
+    pub auth: Arc<Authenticator>,
+    /// HTTP limits.
+    pub http: Arc<HttpConfig>,
+}
+
+/// A 201 answer with a JSON body.
+pub struct Created<T>(pub T);
+
+/// A 204 answer.
+pub struct NoContent;
+
+impl IntoResponse for NoContent {
+    fn into_response(self) -> Response {
+        StatusCode::NO_CONTENT.into_response()
+    }
+}
+
+/// Runs store writes and evaluations off the async workers.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|err| Err(ApiError::internal(format!("request task failed: {err}"))))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Ward", description = "Multi-tenant WebAssembly policy host"),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "tenants", description = "Tenants (operator)"),
+        (name = "agents"), (name = "policies"), (name = "data"), (name = "keys"), (name = "audit"),
+        (name = "authorize", description = "Native decisions"),
+        (name = "authzen", description = "OpenID AuthZEN 1.0"),
+        (name = "global", description = "The global scope (operator)"),
+        (name = "operations"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The whole API, ready to serve.
+pub fn router(state: AppState, max_module_bytes: usize) -> Router {
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(
+            objects::tenant_upload_policy,
+            objects::tenant_get_policy,
+            objects::tenant_delete_policy
+        ))
+        .routes(routes!(
+            objects::global_upload_policy,
+            objects::global_get_policy,
+            objects::global_delete_policy
+        ))
+        // Room for the largest module plus a little; the tenant's own
+        // limit is checked against the actual size.
+        .layer(DefaultBodyLimit::max(max_module_bytes.saturating_add(1024)));
+
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(tenants::create, tenants::list))
+        .routes(routes!(tenants::get, tenants::update, tenants::delete))
+        .routes(routes!(tenants::suspend))
+        .routes(routes!(tenants::activate))
+        .routes(routes!(tenants::create_key))
+        .routes(routes!(tenants::own))
+        .routes(routes!(tenants::create_own_key, tenants::list_keys))
+        .routes(routes!(tenants::revoke_key))
+        .routes(routes!(objects::tenant_list_agents))
+        .routes(routes!(
+            objects::tenant_put_agent,
+            objects::tenant_get_agent,
+            objects::tenant_delete_agent
+        ))
+        .routes(routes!(objects::tenant_list_policies))
+        .routes(routes!(objects::tenant_activate_policy))
+        .routes(routes!(objects::tenant_configure_policy))
+        .routes(routes!(
+            objects::tenant_put_data,
+            objects::tenant_get_data,
+            objects::tenant_delete_data
+        ))
+        .routes(routes!(objects::global_list_agents))
+        .routes(routes!(
+            objects::global_put_agent,
+            objects::global_get_agent,
+            objects::global_delete_agent
+        ))
+        .routes(routes!(objects::global_list_policies))
+        .routes(routes!(objects::global_activate_policy))
+        .routes(routes!(objects::global_configure_policy))
+        .routes(routes!(
+            objects::global_put_data,
+            objects::global_get_data,
+            objects::global_delete_data
+        ))
+        .routes(routes!(audit::tenant))
+        .routes(routes!(audit::global))
+        .routes(routes!(decide::authorize))
+        .routes(routes!(decide::batch))
+        .routes(routes!(authzen::evaluation))
+        .routes(routes!(authzen::evaluations))
+        .routes(routes!(authzen::discovery))
+        .routes(routes!(authzen::tenant_discovery))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .layer(DefaultBodyLimit::max(state.http.max_body_bytes))
+        .merge(uploads)
+        .split_for_parts();
+
+    let openapi = Arc::new(openapi);
+    api.route(
+        "/openapi.json",
+        axum::routing::get(move || {
+            let openapi = Arc::clone(&openapi);
+            async move { axum::Json(openapi.as_ref().clone()) }
+        }),
+    )
+    .fallback(not_found)
+    .method_not_allowed_fallback(method_not_allowed)
+    .layer(middleware::from_fn_with_state(
+        state.clone(),
+        request_context,
+    ))
+    .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
+
+/// Header carrying the request's id, accepted from the caller or made up.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Per request: an id (echoed), a tracing span, and a deadline.
+async fn request_context(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| crate::ids::next_ulid().to_string());
+    let span = tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id);
+    let deadline = Duration::from_millis(state.http.request_timeout_ms);
+    let mut response =
+        match tokio::time::timeout(deadline, next.run(request).instrument(span.clone())).await {
+            Ok(response) => response,
+            Err(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "the request took too long",
+            )
+            .into_response(),
+        };
+    span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "answered"));
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}

@@ -1,0 +1,233 @@
+//! The OpenID AuthZEN 1.0 Access Evaluation API and its discovery
+//! document. Answers carry only `decision` and, when the policy returned
+//! one, `context`: reasons and decision ids are in the native API and the
+//! audit log.
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use ward_types::{AuthorizeRequest, DecisionResponse};
+
+use super::decide::{MAX_BATCH, check_request, decide_all};
+use super::extract::ApiJson;
+use super::{ApiError, AppState, blocking};
+use crate::auth::Caller;
+
+/// One AuthZEN decision.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Evaluation {
+    decision: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    context: Option<Map<String, Value>>,
+}
+
+impl From<DecisionResponse> for Evaluation {
+    fn from(response: DecisionResponse) -> Self {
+        Evaluation {
+            decision: response.decision,
+            context: (!response.context.is_empty()).then_some(response.context),
+        }
+    }
+}
+
+fn item_error(message: String) -> Evaluation {
+    Evaluation {
+        decision: false,
+        context: json!({"error": {"status": 400, "message": message}})
+            .as_object()
+            .cloned(),
+    }
+}
+
+fn to_request(value: Value) -> Result<AuthorizeRequest, String> {
+    let request: AuthorizeRequest = serde_json::from_value(value).map_err(|err| err.to_string())?;
+    check_request(&request)?;
+    Ok(request)
+}
+
+/// Access evaluation: may `subject` do `action` on `resource`?
+#[utoipa::path(post, path = "/access/v1/evaluation", tag = "authzen", request_body = AuthorizeRequest,
+    responses((status = 200, body = Evaluation), (status = 400)))]
+pub async fn evaluation(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<axum::Json<Evaluation>, ApiError> {
+    let request = to_request(body).map_err(|m| ApiError::bad_request("invalid_input", m))?;
+    let mut decisions = decide_all(&state, &caller, vec![request]).await?;
+    let decision = decisions
+        .pop()
+        .ok_or_else(|| ApiError::internal("no decision"))?;
+    Ok(axum::Json(decision.into()))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Semantic {
+    ExecuteAll,
+    DenyOnFirstDeny,
+    PermitOnFirstPermit,
+}
+
+/// Answer to a batch with an `evaluations` list.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Evaluations {
+    evaluations: Vec<Evaluation>,
+}
+
+/// Access evaluations: many questions at once. Top-level `subject`,
+/// `action`, `resource` and `context` are defaults that an item's own key
+/// replaces whole; `options.evaluations_semantic` is `execute_all`
+/// (default), `deny_on_first_deny` or `permit_on_first_permit`. Without
+/// items, this is a single evaluation.
+#[utoipa::path(post, path = "/access/v1/evaluations", tag = "authzen", request_body = Object,
+    responses((status = 200, body = Evaluations), (status = 400)))]
+pub async fn evaluations(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let bad = |m: &str| ApiError::bad_request("invalid_input", m.to_string());
+    let Value::Object(mut body) = body else {
+        return Err(bad("the body must be a JSON object"));
+    };
+    let semantic = match body
+        .get("options")
+        .and_then(|o| o.get("evaluations_semantic"))
+    {
+        None => Semantic::ExecuteAll,
+        Some(Value::String(s)) if s == "execute_all" => Semantic::ExecuteAll,
+        Some(Value::String(s)) if s == "deny_on_first_deny" => Semantic::DenyOnFirstDeny,
+        Some(Value::String(s)) if s == "permit_on_first_permit" => Semantic::PermitOnFirstPermit,
+        Some(_) => {
+            return Err(bad(
+                "options.evaluations_semantic must be execute_all, deny_on_first_deny or permit_on_first_permit",
+            ));
+        }
+    };
+    let items = match body.remove("evaluations") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(bad("evaluations must be a list")),
+    };
+    const KEYS: [&str; 4] = ["subject", "action", "resource", "context"];
+    let defaults: Map<String, Value> = KEYS
+        .iter()
+        .filter_map(|key| body.get(*key).map(|value| (key.to_string(), value.clone())))
+        .collect();
+
+    if items.is_empty() {
+        let request = to_request(Value::Object(defaults))
+            .map_err(|m| ApiError::bad_request("invalid_input", m))?;
+        let mut decisions = decide_all(&state, &caller, vec![request]).await?;
+        let decision = decisions
+            .pop()
+            .ok_or_else(|| ApiError::internal("no decision"))?;
+        return Ok(axum::Json(Evaluation::from(decision)).into_response());
+    }
+    if items.len() > MAX_BATCH {
+        return Err(bad(&format!("at most {MAX_BATCH} evaluations per request")));
+    }
+    let parsed: Vec<Result<AuthorizeRequest, String>> = items
+        .into_iter()
+        .map(|item| {
+            let Value::Object(item) = item else {
+                return Err(String::from("an evaluation must be a JSON object"));
+            };
+            let mut merged = defaults.clone();
+            for key in KEYS {
+                if let Some(value) = item.get(key) {
+                    merged.insert(key.to_string(), value.clone());
+                }
+            }
+            to_request(Value::Object(merged))
+        })
+        .collect();
+
+    let tenant = caller.decision_tenant()?;
+    let registry = state.registry.clone();
+    let actor = caller.actor.clone();
+    let evaluations = blocking(move || {
+        let mut out = Vec::with_capacity(parsed.len());
+        for item in parsed {
+            let evaluation = match item {
+                Ok(request) => {
+                    Evaluation::from(registry.authorize(&tenant, &request, &actor)?.response)
+                }
+                Err(message) => item_error(message),
+            };
+            let stop = match semantic {
+                Semantic::ExecuteAll => false,
+                Semantic::DenyOnFirstDeny => !evaluation.decision,
+                Semantic::PermitOnFirstPermit => evaluation.decision,
+            };
+            out.push(evaluation);
+            if stop {
+                break;
+            }
+        }
+        Ok(out)
+    })
+    .await?;
+    Ok(axum::Json(Evaluations { evaluations }).into_response())
+}
+
+/// AuthZEN PDP metadata.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Discovery {
+    policy_decision_point: String,
+    access_evaluation_endpoint: String,
+    access_evaluations_endpoint: String,
+}
+
+fn discovery_for(headers: &HeaderMap) -> Result<Discovery, ApiError> {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .ok_or_else(|| ApiError::bad_request("invalid_input", "a valid Host header is required"))?;
+    let scheme = match headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+    {
+        Some("https") => "https",
+        _ => "http",
+    };
+    let base = format!("{scheme}://{host}");
+    Ok(Discovery {
+        access_evaluation_endpoint: format!("{base}/access/v1/evaluation"),
+        access_evaluations_endpoint: format!("{base}/access/v1/evaluations"),
+        policy_decision_point: base,
+    })
+}
+
+/// Where this PDP's endpoints are.
+#[utoipa::path(get, path = "/.well-known/authzen-configuration", tag = "authzen", responses((status = 200, body = Discovery)))]
+pub async fn discovery(headers: HeaderMap) -> Result<axum::Json<Discovery>, ApiError> {
+    Ok(axum::Json(discovery_for(&headers)?))
+}
+
+/// The same, for one tenant (404 when it does not exist). Decisions still
+/// take the tenant from the credential.
+#[utoipa::path(get, path = "/.well-known/authzen-configuration/{tenant_slug}", tag = "authzen",
+    params(("tenant_slug" = String, Path)), responses((status = 200, body = Discovery), (status = 404)))]
+pub async fn tenant_discovery(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Discovery>, ApiError> {
+    match state.registry.get_tenant(&slug) {
+        Ok(tenant) if tenant.slug == slug => Ok(axum::Json(discovery_for(&headers)?)),
+        _ => Err(ApiError::not_found(format!(
+            "tenant `{}` not found",
+            crate::registry::clip(&slug)
+        ))),
+    }
+}

@@ -1,0 +1,151 @@
+//! Native decisions: `POST /v1/authorize` (short or AuthZEN-shaped form)
+//! and `POST /v1/authorize/batch`.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use ward_types::{AuthorizeRequest, DecisionResponse, Entity, RequestAction};
+
+use super::extract::ApiJson;
+use super::{ApiError, AppState, blocking};
+use crate::auth::Caller;
+
+/// Most items in one batch.
+pub const MAX_BATCH: usize = 100;
+
+/// The short form: `{"agent": "name", "action": "export", "resource":
+/// "reports:q3", "context": {}}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShortForm {
+    agent: String,
+    action: String,
+    resource: String,
+    #[serde(default)]
+    context: Option<Map<String, Value>>,
+}
+
+/// Reads one request in either form.
+pub fn parse_request(value: Value) -> Result<AuthorizeRequest, String> {
+    let short = value.get("agent").is_some() || value.get("action").is_some_and(Value::is_string);
+    if short {
+        let form: ShortForm =
+            serde_json::from_value(value).map_err(|err| format!("short form: {err}"))?;
+        let (kind, id) = form
+            .resource
+            .split_once(':')
+            .filter(|(kind, id)| !kind.is_empty() && !id.is_empty())
+            .ok_or_else(|| String::from("short form: resource must be `type:id`"))?;
+        return Ok(AuthorizeRequest {
+            subject: Entity {
+                kind: String::from("agent"),
+                id: form.agent,
+                properties: None,
+            },
+            action: RequestAction {
+                name: form.action,
+                properties: None,
+            },
+            resource: Entity {
+                kind: kind.to_string(),
+                id: id.to_string(),
+                properties: None,
+            },
+            context: form.context,
+        });
+    }
+    let request: AuthorizeRequest = serde_json::from_value(value).map_err(|err| err.to_string())?;
+    check_request(&request)?;
+    Ok(request)
+}
+
+/// Required strings must not be empty.
+pub fn check_request(request: &AuthorizeRequest) -> Result<(), String> {
+    let fields = [
+        ("subject.type", &request.subject.kind),
+        ("subject.id", &request.subject.id),
+        ("action.name", &request.action.name),
+        ("resource.type", &request.resource.kind),
+        ("resource.id", &request.resource.id),
+    ];
+    match fields.iter().find(|(_, value)| value.is_empty()) {
+        Some((name, _)) => Err(format!("{name} must not be empty")),
+        None => Ok(()),
+    }
+}
+
+/// Decides requests for the caller's tenant on a blocking thread.
+pub async fn decide_all(
+    state: &AppState,
+    caller: &Caller,
+    requests: Vec<AuthorizeRequest>,
+) -> Result<Vec<DecisionResponse>, ApiError> {
+    let tenant = caller.decision_tenant()?;
+    let registry = state.registry.clone();
+    let actor = caller.actor.clone();
+    blocking(move || {
+        requests
+            .iter()
+            .map(|request| Ok(registry.authorize(&tenant, request, &actor)?.response))
+            .collect()
+    })
+    .await
+}
+
+/// Decide one request. A deny is a 200 like an allow.
+#[utoipa::path(post, path = "/v1/authorize", tag = "authorize", request_body = AuthorizeRequest,
+    responses((status = 200, body = DecisionResponse)))]
+pub async fn authorize(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<axum::Json<DecisionResponse>, ApiError> {
+    let request =
+        parse_request(body).map_err(|message| ApiError::bad_request("invalid_input", message))?;
+    let mut decisions = decide_all(&state, &caller, vec![request]).await?;
+    decisions
+        .pop()
+        .map(axum::Json)
+        .ok_or_else(|| ApiError::internal("no decision"))
+}
+
+/// Body of a native batch.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct BatchRequest {
+    /// Up to 100 requests, each in either form.
+    #[schema(value_type = Vec<Object>)]
+    items: Vec<Value>,
+}
+
+/// Answer to a native batch: one decision per item, in order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BatchResponse {
+    results: Vec<DecisionResponse>,
+}
+
+/// Decide up to 100 requests at once.
+#[utoipa::path(post, path = "/v1/authorize/batch", tag = "authorize", request_body = BatchRequest,
+    responses((status = 200, body = BatchResponse)))]
+pub async fn batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<BatchRequest>,
+) -> Result<axum::Json<BatchResponse>, ApiError> {
+    if body.items.is_empty() || body.items.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            format!("a batch has 1 to {MAX_BATCH} items"),
+        ));
+    }
+    let requests = body
+        .items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            parse_request(item)
+                .map_err(|m| ApiError::bad_request("invalid_input", format!("items[{i}]: {m}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let results = decide_all(&state, &caller, requests).await?;
+    Ok(axum::Json(BatchResponse { results }))
+}

@@ -1,0 +1,165 @@
+//! Request extractors whose rejections are [`ApiError`]s.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::{ApiError, AppState, blocking};
+use crate::auth::{Caller, Role};
+use crate::registry::ScopeId;
+
+/// A JSON body; malformed JSON, wrong types and oversized bodies answer
+/// with JSON errors (400, 400, 413).
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::JsonDataError(err) => {
+            ApiError::bad_request("invalid_input", err.body_text())
+        }
+        JsonRejection::JsonSyntaxError(err) => {
+            ApiError::bad_request("invalid_json", err.body_text())
+        }
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as `Content-Type: application/json`",
+        ),
+        JsonRejection::BytesRejection(err) => bytes_rejection(err),
+        other => ApiError::bad_request("invalid_input", other.body_text()),
+    }
+}
+
+/// A raw body; an oversized one answers 413 `too_large`.
+pub struct ApiBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(request, state)
+            .await
+            .map(ApiBytes)
+            .map_err(bytes_rejection)
+    }
+}
+
+fn bytes_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "the request body is too large",
+        )
+    } else {
+        ApiError::bad_request("invalid_input", rejection.body_text())
+    }
+}
+
+/// Header naming the tenant an operator (or a multi-tenant JWT) acts in.
+pub const TENANT_HEADER: &str = "x-tenant-id";
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = |name| {
+            parts
+                .headers
+                .get(name)
+                .map(|value| {
+                    value.to_str().map_err(|_| {
+                        ApiError::bad_request(
+                            "invalid_input",
+                            format!("header {name} is not ASCII"),
+                        )
+                    })
+                })
+                .transpose()
+        };
+        let authorization = header(axum::http::header::AUTHORIZATION.as_str())?.map(str::to_string);
+        let tenant = header(TENANT_HEADER)?.map(str::to_string);
+        let auth = state.auth.clone();
+        let caller =
+            blocking(move || Ok(auth.authenticate(authorization.as_deref(), tenant.as_deref())?))
+                .await?;
+        if caller.cross_tenant
+            && let Some(tenant) = caller.tenant.clone()
+        {
+            let audit = state.registry.audit().clone();
+            let details = json!({"method": parts.method.as_str(), "path": parts.uri.path()});
+            let actor = caller.actor.clone();
+            blocking(move || {
+                Ok(audit.record_event(
+                    &tenant,
+                    &actor,
+                    ward_types::AuditKind::AdminCrossTenantAccess,
+                    None,
+                    details,
+                )?)
+            })
+            .await?;
+        }
+        Ok(caller)
+    }
+}
+
+impl Caller {
+    /// The tenant scope a management call acts on: a tenant admin's own,
+    /// or the one an operator named.
+    pub fn admin_scope(&self) -> Result<ScopeId, ApiError> {
+        match (self.role, &self.tenant) {
+            (Role::Authorize, _) => Err(ApiError::forbidden(
+                "this API key may only ask for decisions",
+            )),
+            (_, Some(tenant)) => Ok(ScopeId::Tenant(tenant.clone())),
+            (_, None) => Err(ApiError::bad_request(
+                "tenant_required",
+                "operators name the tenant to act in with X-Tenant-ID",
+            )),
+        }
+    }
+
+    /// The tenant a decision is for.
+    pub fn decision_tenant(&self) -> Result<String, ApiError> {
+        self.tenant.clone().ok_or_else(|| {
+            ApiError::bad_request(
+                "tenant_required",
+                "operators name the tenant to act in with X-Tenant-ID",
+            )
+        })
+    }
+
+    /// Checks that the caller is the operator.
+    pub fn require_operator(&self) -> Result<(), ApiError> {
+        if self.role == Role::Operator {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("this route is for the operator"))
+        }
+    }
+
+    /// The global scope, for the operator only.
+    pub fn global_scope(&self) -> Result<ScopeId, ApiError> {
+        self.require_operator()?;
+        Ok(ScopeId::Global)
+    }
+}

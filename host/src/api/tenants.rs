@@ -1,0 +1,240 @@
+//! Tenants (operator only), the caller's own tenant, and API keys.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::json;
+use ward_types::{
+    ApiKeyInfo, AuditKind, CreateKey, CreateTenant, CreatedKey, Tenant, TenantStatus, UpdateTenant,
+};
+
+use super::extract::ApiJson;
+use super::{ApiError, AppState, Created, NoContent, blocking};
+use crate::auth::Caller;
+
+const TAG: &str = "tenants";
+
+/// Create a tenant.
+#[utoipa::path(post, path = "/v1/tenants", tag = TAG, request_body = CreateTenant,
+    responses((status = 201, body = Tenant), (status = 409, description = "slug taken")))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateTenant>,
+) -> Result<Created<Tenant>, ApiError> {
+    caller.require_operator()?;
+    let registry = state.registry.clone();
+    blocking(move || Ok(Created(registry.create_tenant(body, &caller.actor)?))).await
+}
+
+/// List every tenant, whatever its status.
+#[utoipa::path(get, path = "/v1/tenants", tag = TAG, responses((status = 200, body = Vec<Tenant>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<Vec<Tenant>>, ApiError> {
+    caller.require_operator()?;
+    Ok(axum::Json(state.registry.list_tenants()))
+}
+
+/// One tenant, by id or slug.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = TAG, params(("tenant" = String, Path, description = "id or slug")),
+    responses((status = 200, body = Tenant)))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<axum::Json<Tenant>, ApiError> {
+    caller.require_operator()?;
+    Ok(axum::Json(state.registry.get_tenant(&tenant)?))
+}
+
+/// Rename a tenant or merge its settings (JSON merge patch).
+#[utoipa::path(patch, path = "/v1/tenants/{tenant}", tag = TAG, request_body = UpdateTenant,
+    params(("tenant" = String, Path, description = "id or slug")), responses((status = 200, body = Tenant)))]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    ApiJson(body): ApiJson<UpdateTenant>,
+) -> Result<axum::Json<Tenant>, ApiError> {
+    caller.require_operator()?;
+    let registry = state.registry.clone();
+    blocking(move || {
+        Ok(axum::Json(registry.update_tenant(
+            &tenant,
+            body,
+            &caller.actor,
+        )?))
+    })
+    .await
+}
+
+/// Suspend a tenant: every decision becomes a deny (`tenant_suspended`).
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/suspend", tag = TAG,
+    params(("tenant" = String, Path, description = "id or slug")), responses((status = 200, body = Tenant)))]
+pub async fn suspend(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<axum::Json<Tenant>, ApiError> {
+    set_status(state, caller, tenant, TenantStatus::Suspended).await
+}
+
+/// Reactivate a suspended tenant.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/activate", tag = TAG,
+    params(("tenant" = String, Path, description = "id or slug")), responses((status = 200, body = Tenant)))]
+pub async fn activate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<axum::Json<Tenant>, ApiError> {
+    set_status(state, caller, tenant, TenantStatus::Active).await
+}
+
+async fn set_status(
+    state: AppState,
+    caller: Caller,
+    tenant: String,
+    status: TenantStatus,
+) -> Result<axum::Json<Tenant>, ApiError> {
+    caller.require_operator()?;
+    let registry = state.registry.clone();
+    blocking(move || {
+        Ok(axum::Json(registry.set_tenant_status(
+            &tenant,
+            status,
+            &caller.actor,
+        )?))
+    })
+    .await
+}
+
+/// Delete a tenant and everything it owns; its keys stop working at once.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}", tag = TAG,
+    params(("tenant" = String, Path, description = "id or slug")), responses((status = 204)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<NoContent, ApiError> {
+    caller.require_operator()?;
+    let (registry, auth) = (state.registry.clone(), state.auth.clone());
+    blocking(move || {
+        let id = registry.get_tenant(&tenant)?.id;
+        registry.delete_tenant(&id, &caller.actor)?;
+        auth.keys().forget_tenant(&id);
+        Ok(NoContent)
+    })
+    .await
+}
+
+/// Create an API key for a tenant (the operator's way to hand out the
+/// first one). The secret is in this answer only.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/keys", tag = TAG, request_body = CreateKey,
+    params(("tenant" = String, Path, description = "id or slug")), responses((status = 201, body = CreatedKey)))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    ApiJson(body): ApiJson<CreateKey>,
+) -> Result<Created<CreatedKey>, ApiError> {
+    caller.require_operator()?;
+    let tenant_id = state.registry.get_tenant(&tenant)?.id;
+    create_key_in(state, caller, tenant_id, body).await
+}
+
+/// The caller's own tenant.
+#[utoipa::path(get, path = "/v1/tenant", tag = TAG, responses((status = 200, body = Tenant)))]
+pub async fn own(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<Tenant>, ApiError> {
+    let tenant = caller.decision_tenant()?;
+    Ok(axum::Json(state.registry.get_tenant(&tenant)?))
+}
+
+/// Create an API key in the caller's tenant. The secret is in this answer
+/// only.
+#[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = CreateKey, responses((status = 201, body = CreatedKey)))]
+pub async fn create_own_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateKey>,
+) -> Result<Created<CreatedKey>, ApiError> {
+    let tenant = caller.admin_scope()?.key().to_string();
+    create_key_in(state, caller, tenant, body).await
+}
+
+async fn create_key_in(
+    state: AppState,
+    caller: Caller,
+    tenant: String,
+    body: CreateKey,
+) -> Result<Created<CreatedKey>, ApiError> {
+    let name_ok = !body.name.trim().is_empty()
+        && body.name.chars().count() <= 200
+        && !body.name.chars().any(char::is_control);
+    if !name_ok {
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            "key name must be 1-200 characters without control characters",
+        ));
+    }
+    let (auth, audit) = (state.auth.clone(), state.registry.audit().clone());
+    blocking(move || {
+        let (key, secret) = auth.keys().create(&tenant, &body.name, body.role)?;
+        audit.record_event(
+            &tenant,
+            &caller.actor,
+            AuditKind::KeyCreated,
+            Some(&key.id),
+            json!({"name": key.name, "role": key.role}),
+        )?;
+        Ok(Created(CreatedKey { key, secret }))
+    })
+    .await
+}
+
+/// The caller's tenant's API keys (never their secrets).
+#[utoipa::path(get, path = "/v1/keys", tag = "keys", responses((status = 200, body = Vec<ApiKeyInfo>)))]
+pub async fn list_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<Vec<ApiKeyInfo>>, ApiError> {
+    let scope = caller.admin_scope()?;
+    Ok(axum::Json(state.auth.keys().list(scope.key())))
+}
+
+/// Revoke an API key at once.
+#[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys", params(("id" = String, Path)), responses((status = 204)))]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<NoContent, ApiError> {
+    let tenant = caller.admin_scope()?.key().to_string();
+    let (auth, audit) = (state.auth.clone(), state.registry.audit().clone());
+    blocking(move || {
+        if !auth.keys().revoke(&tenant, &id)? {
+            return Err(ApiError::not_found(format!(
+                "API key `{}` not found",
+                crate::registry::clip(&id)
+            )));
+        }
+        audit.record_event(
+            &tenant,
+            &caller.actor,
+            AuditKind::KeyRevoked,
+            Some(&id),
+            serde_json::Value::Null,
+        )?;
+        Ok(NoContent)
+    })
+    .await
+}
+
+impl<T: serde::Serialize> axum::response::IntoResponse for Created<T> {
+    fn into_response(self) -> axum::response::Response {
+        (StatusCode::CREATED, axum::Json(self.0)).into_response()
+    }
+}

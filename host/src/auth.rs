@@ -1,0 +1,304 @@
+//! Who is calling: the operator (bootstrap token or a JWT with the operator
+//! role), or a tenant's API key or JWT, with its role in that tenant.
+//! Secrets are compared and stored only as sha256 hashes.
+
+pub mod jwt;
+pub mod keys;
+
+use std::sync::Arc;
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use ward_types::{CreateTenant, KeyRole, TenantKind};
+
+use crate::registry::Registry;
+use crate::store::{Kind, Store, StoreError, Write};
+use jwt::{JwtIdentity, JwtVerifier};
+use keys::ApiKeys;
+
+/// What a caller may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything, in any tenant (naming it with `X-Tenant-ID`).
+    Operator,
+    /// Manage one tenant's objects, and decide.
+    Admin,
+    /// Decide only.
+    Authorize,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// For the audit log: `operator`, `key:<id>` or `jwt:<sub>`.
+    pub actor: String,
+    /// What it may do.
+    pub role: Role,
+    /// The tenant the request acts in (id), if any.
+    pub tenant: Option<String>,
+    /// An operator acting inside a tenant: audited as
+    /// `admin_cross_tenant_access`.
+    pub cross_tenant: bool,
+}
+
+/// Why a caller was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No credentials at all.
+    #[error("send `Authorization: Bearer <token>`: an API key, a JWT or the operator token")]
+    Missing,
+    /// Credentials that do not check out.
+    #[error("{0}")]
+    InvalidToken(String),
+    /// A JWT past its `exp`.
+    #[error("token has expired")]
+    Expired,
+    /// `X-Tenant-ID` names a tenant the credential does not belong to.
+    #[error("{0}")]
+    TenantMismatch(String),
+    /// The operator named a tenant that does not exist.
+    #[error("tenant `{0}` not found")]
+    UnknownTenant(String),
+    /// The request needs a tenant and the credential names none or several.
+    #[error("{0}")]
+    TenantRequired(String),
+    /// Authenticated, but without a Ward role.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Checks bearer tokens.
+pub struct Authenticator {
+    operator_hash: [u8; 32],
+    keys: Arc<ApiKeys>,
+    jwt: JwtVerifier,
+    registry: Arc<Registry>,
+}
+
+impl Authenticator {
+    /// An authenticator for the operator token hashing to `operator_hash`.
+    pub fn new(
+        operator_hash: [u8; 32],
+        keys: Arc<ApiKeys>,
+        jwt: JwtVerifier,
+        registry: Arc<Registry>,
+    ) -> Self {
+        Authenticator {
+            operator_hash,
+            keys,
+            jwt,
+            registry,
+        }
+    }
+
+    /// The API keys.
+    pub fn keys(&self) -> &Arc<ApiKeys> {
+        &self.keys
+    }
+
+    /// Resolves the `Authorization` header and `X-Tenant-ID` into a caller.
+    pub fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        tenant_header: Option<&str>,
+    ) -> Result<Caller, AuthError> {
+        let header = authorization.ok_or(AuthError::Missing)?;
+        let token = match header.split_once(' ') {
+            Some((scheme, token))
+                if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+            {
+                token.trim()
+            }
+            _ => {
+                return Err(AuthError::InvalidToken(String::from(
+                    "expected `Authorization: Bearer <token>`",
+                )));
+            }
+        };
+        if constant_time_eq(
+            &Sha256::digest(token.as_bytes()).into(),
+            &self.operator_hash,
+        ) {
+            return self.operator("operator", tenant_header);
+        }
+        if token.starts_with("wk_") {
+            return self.api_key(token, tenant_header);
+        }
+        if token.matches('.').count() == 2 && self.jwt.is_enabled() {
+            let identity = self.jwt.verify(token)?;
+            return self.jwt_caller(identity, tenant_header);
+        }
+        Err(AuthError::InvalidToken(String::from("unknown token")))
+    }
+
+    fn operator(&self, actor: &str, tenant_header: Option<&str>) -> Result<Caller, AuthError> {
+        let tenant = match tenant_header {
+            Some(named) => Some(
+                self.registry
+                    .get_tenant(named)
+                    .map_err(|_| AuthError::UnknownTenant(crate::registry::clip(named)))?
+                    .id,
+            ),
+            None => None,
+        };
+        Ok(Caller {
+            actor: actor.to_string(),
+            role: Role::Operator,
+            cross_tenant: tenant.is_some(),
+            tenant,
+        })
+    }
+
+    fn api_key(&self, token: &str, tenant_header: Option<&str>) -> Result<Caller, AuthError> {
+        let entry = self
+            .keys
+            .lookup(token)
+            .ok_or_else(|| AuthError::InvalidToken(String::from("unknown or revoked API key")))?;
+        let tenant = self
+            .registry
+            .get_tenant(&entry.record.tenant_id)
+            .map_err(|_| AuthError::InvalidToken(String::from("unknown or revoked API key")))?;
+        if let Some(named) = tenant_header
+            && named != tenant.id
+            && named != tenant.slug
+        {
+            return Err(AuthError::TenantMismatch(String::from(
+                "X-Tenant-ID does not match the API key's tenant",
+            )));
+        }
+        Ok(Caller {
+            actor: format!("key:{}", entry.record.id),
+            role: match entry.record.role {
+                KeyRole::Admin => Role::Admin,
+                KeyRole::Authorize => Role::Authorize,
+            },
+            tenant: Some(tenant.id),
+            cross_tenant: false,
+        })
+    }
+
+    fn jwt_caller(
+        &self,
+        identity: JwtIdentity,
+        tenant_header: Option<&str>,
+    ) -> Result<Caller, AuthError> {
+        let actor = format!("jwt:{}", identity.subject);
+        if identity.operator {
+            return self.operator(&actor, tenant_header);
+        }
+        // Resolve memberships to tenant ids, creating tenants on first
+        // sight when the issuer allows it.
+        let mut resolved = Vec::new();
+        for membership in &identity.memberships {
+            let id = match self.registry.get_tenant(&membership.tenant) {
+                Ok(tenant) => Some(tenant.id),
+                Err(_) if identity.auto_provision => self.provision(&membership.tenant, &actor),
+                Err(_) => None,
+            };
+            if let Some(id) = id {
+                resolved.push((id, membership));
+            }
+        }
+        let chosen = match tenant_header {
+            Some(named) => {
+                let named_id = self.registry.get_tenant(named).map(|t| t.id).ok();
+                resolved
+                    .into_iter()
+                    .find(|(id, _)| Some(id) == named_id.as_ref())
+                    .ok_or_else(|| {
+                        AuthError::TenantMismatch(String::from(
+                            "X-Tenant-ID is not one of the token's tenants",
+                        ))
+                    })?
+            }
+            None => match resolved.len() {
+                0 => {
+                    return Err(AuthError::Forbidden(String::from(
+                        "token names no known tenant",
+                    )));
+                }
+                1 => resolved.swap_remove(0),
+                _ => {
+                    return Err(AuthError::TenantRequired(String::from(
+                        "token belongs to several tenants: choose one with X-Tenant-ID",
+                    )));
+                }
+            },
+        };
+        let (tenant, membership) = chosen;
+        let roles = membership.roles.as_ref().unwrap_or(&identity.roles);
+        let role = if roles.iter().any(|r| r == "admin") {
+            Role::Admin
+        } else if roles.iter().any(|r| r == "authorize") {
+            Role::Authorize
+        } else {
+            return Err(AuthError::Forbidden(String::from(
+                "token grants no Ward role (admin or authorize) in this tenant",
+            )));
+        };
+        Ok(Caller {
+            actor,
+            role,
+            tenant: Some(tenant),
+            cross_tenant: false,
+        })
+    }
+
+    fn provision(&self, slug: &str, actor: &str) -> Option<String> {
+        let request = CreateTenant {
+            slug: slug.to_string(),
+            name: slug.to_string(),
+            kind: TenantKind::Organization,
+            settings: None,
+        };
+        match self.registry.create_tenant(request, actor) {
+            Ok(tenant) => {
+                tracing::info!(slug, "tenant provisioned from a JWT");
+                Some(tenant.id)
+            }
+            // A concurrent request may have created it meanwhile.
+            Err(_) => self.registry.get_tenant(slug).ok().map(|t| t.id),
+        }
+    }
+}
+
+/// The operator token's hash: from `WARD_ADMIN_TOKEN`, else the config,
+/// else the store; on the very first start, a new token is generated,
+/// its hash stored, and the token returned so it can be shown once.
+pub fn operator_token(
+    env_token: Option<&str>,
+    configured_hash: Option<&str>,
+    store: &dyn Store,
+) -> Result<([u8; 32], Option<String>), StoreError> {
+    if let Some(token) = env_token.filter(|t| !t.is_empty()) {
+        return Ok((Sha256::digest(token.as_bytes()).into(), None));
+    }
+    let decode =
+        |hex_text: &str| -> Option<[u8; 32]> { hex::decode(hex_text).ok()?.try_into().ok() };
+    if let Some(hash) = configured_hash.and_then(decode) {
+        return Ok((hash, None));
+    }
+    const META_KEY: &str = "operator_token_sha256";
+    if let Some(stored) = store.get(Kind::Meta, META_KEY)?
+        && let Some(hash) = std::str::from_utf8(&stored).ok().and_then(decode)
+    {
+        return Ok((hash, None));
+    }
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let token = format!("ward_op_{}", hex::encode(secret));
+    let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    store.write(vec![Write::Put {
+        kind: Kind::Meta,
+        key: META_KEY.to_string(),
+        value: hex::encode(hash).into_bytes(),
+    }])?;
+    Ok((hash, Some(token)))
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

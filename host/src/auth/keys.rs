@@ -1,0 +1,218 @@
+//! API keys: `wk_<id>_<secret>` bearer tokens that belong to one tenant.
+//! Only the sha256 of a key is stored; the secret is shown once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use ward_types::{ApiKeyInfo, KeyRole, Timestamp};
+
+use crate::store::{self, Kind, Store, StoreError, Write, scoped_key};
+
+/// How often `last_used_at` is written back, at most.
+const LAST_USED_RESOLUTION_MS: u64 = 60_000;
+
+/// A stored key: its hash, never its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// `key_` + ULID.
+    pub id: String,
+    /// The tenant it belongs to.
+    pub tenant_id: String,
+    /// A label.
+    pub name: String,
+    /// What it may do.
+    pub role: KeyRole,
+    /// Hex sha256 of the whole token.
+    pub hash: String,
+    /// When created.
+    pub created_at: Timestamp,
+    /// When last used (to the minute).
+    pub last_used_at: Option<Timestamp>,
+}
+
+/// A live key in the in-memory index.
+pub struct KeyEntry {
+    /// The stored record (as of creation or the last write-back).
+    pub record: ApiKeyRecord,
+    last_used: AtomicU64,
+    written_back: AtomicU64,
+}
+
+impl KeyEntry {
+    fn new(record: ApiKeyRecord) -> Self {
+        let last = record.last_used_at.map_or(0, Timestamp::millis);
+        KeyEntry {
+            record,
+            last_used: AtomicU64::new(last),
+            written_back: AtomicU64::new(last),
+        }
+    }
+
+    fn info(&self) -> ApiKeyInfo {
+        let last = self.last_used.load(Ordering::Relaxed);
+        ApiKeyInfo {
+            id: self.record.id.clone(),
+            name: self.record.name.clone(),
+            role: self.record.role,
+            created_at: self.record.created_at,
+            last_used_at: (last > 0).then_some(Timestamp(last)),
+        }
+    }
+}
+
+/// Every tenant's keys, indexed by hash for the request path.
+pub struct ApiKeys {
+    store: Arc<dyn Store>,
+    by_hash: ArcSwap<HashMap<String, Arc<KeyEntry>>>,
+}
+
+/// The sha256 of a token, hex.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl ApiKeys {
+    /// Loads every key from the store.
+    pub fn load(store: Arc<dyn Store>) -> Result<Self, StoreError> {
+        let mut by_hash = HashMap::new();
+        for (_, bytes) in store.scan(Kind::ApiKey, "")? {
+            let record: ApiKeyRecord = store::decode(&bytes)?;
+            by_hash.insert(record.hash.clone(), Arc::new(KeyEntry::new(record)));
+        }
+        Ok(ApiKeys {
+            store,
+            by_hash: ArcSwap::from_pointee(by_hash),
+        })
+    }
+
+    /// Creates a key for `tenant_id`; returns it with its secret.
+    pub fn create(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        role: KeyRole,
+    ) -> Result<(ApiKeyInfo, String), StoreError> {
+        let id = format!("key_{}", crate::ids::next_ulid());
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        let token = format!(
+            "wk_{}_{}",
+            id.trim_start_matches("key_").to_lowercase(),
+            hex::encode(secret)
+        );
+        let record = ApiKeyRecord {
+            id: id.clone(),
+            tenant_id: tenant_id.to_string(),
+            name: name.to_string(),
+            role,
+            hash: token_hash(&token),
+            created_at: Timestamp::now(),
+            last_used_at: None,
+        };
+        self.store.write(vec![
+            Write::put_json(Kind::ApiKey, scoped_key(tenant_id, &id), &record)?,
+            Write::Put {
+                kind: Kind::ApiKeyHash,
+                key: record.hash.clone(),
+                value: scoped_key(tenant_id, &id).into_bytes(),
+            },
+        ])?;
+        let entry = Arc::new(KeyEntry::new(record));
+        let info = entry.info();
+        self.by_hash.rcu(|current| {
+            let mut next = (**current).clone();
+            next.insert(entry.record.hash.clone(), Arc::clone(&entry));
+            next
+        });
+        Ok((info, token))
+    }
+
+    /// The tenant's keys, oldest first.
+    pub fn list(&self, tenant_id: &str) -> Vec<ApiKeyInfo> {
+        let mut keys: Vec<ApiKeyInfo> = self
+            .by_hash
+            .load()
+            .values()
+            .filter(|entry| entry.record.tenant_id == tenant_id)
+            .map(|entry| entry.info())
+            .collect();
+        keys.sort_by(|a, b| a.id.cmp(&b.id));
+        keys
+    }
+
+    /// Revokes a key of `tenant_id` at once; `false` if the tenant has no
+    /// such key.
+    pub fn revoke(&self, tenant_id: &str, key_id: &str) -> Result<bool, StoreError> {
+        let Some(entry) = self
+            .by_hash
+            .load()
+            .values()
+            .find(|entry| entry.record.tenant_id == tenant_id && entry.record.id == key_id)
+            .cloned()
+        else {
+            return Ok(false);
+        };
+        self.store.write(vec![
+            Write::delete(Kind::ApiKey, scoped_key(tenant_id, key_id)),
+            Write::delete(Kind::ApiKeyHash, entry.record.hash.clone()),
+        ])?;
+        self.by_hash.rcu(|current| {
+            let mut next = (**current).clone();
+            next.remove(&entry.record.hash);
+            next
+        });
+        Ok(true)
+    }
+
+    /// Drops a deleted tenant's keys from memory (the store's are gone
+    /// with the tenant).
+    pub fn forget_tenant(&self, tenant_id: &str) {
+        self.by_hash.rcu(|current| {
+            let mut next = (**current).clone();
+            next.retain(|_, entry| entry.record.tenant_id != tenant_id);
+            next
+        });
+    }
+
+    /// The live key whose token this is, noting its use.
+    pub fn lookup(&self, token: &str) -> Option<Arc<KeyEntry>> {
+        let entry = self.by_hash.load().get(&token_hash(token)).cloned()?;
+        let now = Timestamp::now().millis();
+        entry.last_used.store(now, Ordering::Relaxed);
+        let written = entry.written_back.load(Ordering::Relaxed);
+        if now.saturating_sub(written) >= LAST_USED_RESOLUTION_MS
+            && entry
+                .written_back
+                .compare_exchange(written, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.write_back(&entry, now);
+        }
+        Some(entry)
+    }
+
+    fn write_back(&self, entry: &KeyEntry, now: u64) {
+        let mut record = entry.record.clone();
+        record.last_used_at = Some(Timestamp(now));
+        let key = scoped_key(&record.tenant_id, &record.id);
+        // Only if the key still exists: a revoked key must not come back.
+        let result = self
+            .store
+            .get(Kind::ApiKey, &key)
+            .and_then(|existing| match existing {
+                Some(_) => {
+                    self.store
+                        .write_buffered(vec![Write::put_json(Kind::ApiKey, key, &record)?])
+                }
+                None => Ok(()),
+            });
+        if let Err(err) = result {
+            tracing::warn!(%err, "could not record an API key's last use");
+        }
+    }
+}

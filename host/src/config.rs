@@ -1,0 +1,306 @@
+//! `ward serve` settings: command-line flags over an optional TOML file.
+//! Unknown keys are refused so that a typo never silently changes nothing.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::sandbox::SandboxConfig;
+
+/// Errors reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file `{path}`")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config file `{path}`: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Everything `ward serve` needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Where the store and the compiled-code cache live.
+    pub data_dir: PathBuf,
+    /// Hex sha256 of the operator token, when not given by
+    /// `WARD_ADMIN_TOKEN`.
+    pub admin_token_sha256: Option<String>,
+    /// Limits of the HTTP layer.
+    pub http: HttpConfig,
+    /// Token issuers and tenant provisioning.
+    pub auth: AuthConfig,
+    /// Host-wide sandbox bounds.
+    pub sandbox: SandboxSection,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7373)),
+            data_dir: PathBuf::from("./ward-data"),
+            admin_token_sha256: None,
+            http: HttpConfig::default(),
+            auth: AuthConfig::default(),
+            sandbox: SandboxSection::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|err| match err {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|err| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: err.to_string(),
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks values that the types alone do not.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if let Some(hash) = &self.admin_token_sha256
+            && (hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(ConfigError::Invalid(String::from(
+                "admin_token_sha256 must be 64 hex digits",
+            )));
+        }
+        if self.http.request_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(String::from(
+                "http.request_timeout_ms must be positive",
+            )));
+        }
+        for issuer in &self.auth.jwt {
+            issuer.check()?;
+        }
+        Ok(())
+    }
+
+    /// The sandbox settings, with the cache under the data directory.
+    pub fn sandbox_config(&self) -> SandboxConfig {
+        SandboxConfig {
+            cache_dir: Some(self.data_dir.join("compiled")),
+            max_module_bytes: self.sandbox.max_module_bytes,
+            compile_timeout: Duration::from_millis(self.sandbox.compile_timeout_ms),
+            max_concurrent_instances: self.sandbox.max_concurrent_instances,
+            max_memory_bytes: self.sandbox.max_memory_bytes,
+            ..SandboxConfig::default()
+        }
+    }
+}
+
+/// Limits of the HTTP layer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest JSON body, in bytes.
+    pub max_body_bytes: usize,
+    /// Longest a request may take before it is answered with 503.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_body_bytes: 1 << 20,
+            request_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// Host-wide sandbox bounds (tenants choose within them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxSection {
+    /// Largest module any tenant may upload.
+    pub max_module_bytes: usize,
+    /// Longest a compilation may take.
+    pub compile_timeout_ms: u64,
+    /// Instances alive at once across all tenants.
+    pub max_concurrent_instances: u32,
+    /// Largest memory any tenant may allow its policies.
+    pub max_memory_bytes: usize,
+}
+
+impl Default for SandboxSection {
+    fn default() -> Self {
+        let defaults = SandboxConfig::default();
+        SandboxSection {
+            max_module_bytes: defaults.max_module_bytes,
+            compile_timeout_ms: u64::try_from(defaults.compile_timeout.as_millis())
+                .unwrap_or(u64::MAX),
+            max_concurrent_instances: defaults.max_concurrent_instances,
+            max_memory_bytes: defaults.max_memory_bytes,
+        }
+    }
+}
+
+/// Token issuers.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Trusted JWT issuers.
+    pub jwt: Vec<JwtIssuer>,
+}
+
+/// One trusted JWT issuer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtIssuer {
+    /// The exact `iss` value; or use `issuer_pattern`.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// An `iss` pattern with one `{slug}` placeholder, for one identity
+    /// realm per tenant (`https://idp.example/realms/tenant-{slug}`): the
+    /// tenant is the slug the token's issuer matches.
+    #[serde(default)]
+    pub issuer_pattern: Option<String>,
+    /// Accepted `aud` values (at least one must be present in the token).
+    pub audience: Vec<String>,
+    /// Accepted algorithms: `HS256`, `RS256`, `ES256`, `EdDSA`… Tokens
+    /// with any other `alg` (including `none`) are refused.
+    pub algorithms: Vec<String>,
+    /// Shared secret, for HS algorithms.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// PEM file of the public key, for RS/ES/EdDSA.
+    #[serde(default)]
+    pub public_key_pem: Option<PathBuf>,
+    /// JWKS file of public keys, chosen by the token's `kid`.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// Claim naming the tenant (slug or id), or a list of memberships:
+    /// strings, or objects `{"tenant": "...", "roles": [...]}`.
+    #[serde(default = "default_tenant_claim")]
+    pub tenant_claim: String,
+    /// Claim holding the roles (a list of strings).
+    #[serde(default = "default_roles_claim")]
+    pub roles_claim: String,
+    /// The role that makes the bearer an operator.
+    #[serde(default = "default_operator_role")]
+    pub operator_role: String,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// Create the tenant named by a valid token on first sight.
+    #[serde(default)]
+    pub auto_provision: bool,
+}
+
+fn default_tenant_claim() -> String {
+    String::from("tenant")
+}
+
+fn default_roles_claim() -> String {
+    String::from("roles")
+}
+
+fn default_operator_role() -> String {
+    String::from("ward:operator")
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+impl JwtIssuer {
+    fn check(&self) -> Result<(), ConfigError> {
+        let name = self
+            .issuer
+            .as_deref()
+            .or(self.issuer_pattern.as_deref())
+            .unwrap_or("?");
+        let invalid =
+            |message: &str| Err(ConfigError::Invalid(format!("issuer `{name}`: {message}")));
+        match (&self.issuer, &self.issuer_pattern) {
+            (Some(_), None) => {}
+            (None, Some(pattern)) if pattern.matches("{slug}").count() == 1 => {}
+            (None, Some(_)) => return invalid("issuer_pattern needs exactly one `{slug}`"),
+            _ => return invalid("set exactly one of issuer and issuer_pattern"),
+        }
+        if self.audience.is_empty() {
+            return invalid("audience must list at least one value");
+        }
+        if self.algorithms.is_empty() {
+            return invalid("algorithms must list at least one algorithm");
+        }
+        let keys = [
+            self.secret.is_some(),
+            self.public_key_pem.is_some(),
+            self.jwks_file.is_some(),
+        ];
+        if keys.iter().filter(|set| **set).count() != 1 {
+            return invalid("set exactly one of secret, public_key_pem and jwks_file");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(Config::from_toml("listen = \"127.0.0.1:1\"\n").is_ok());
+        let err = Config::from_toml("lisen = \"127.0.0.1:1\"\n").unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+        assert!(Config::from_toml("[http]\nmax_body = 1\n").is_err());
+    }
+
+    #[test]
+    fn issuers_need_one_key_source_and_one_issuer_form() {
+        let base = "[[auth.jwt]]\naudience = [\"ward\"]\nalgorithms = [\"HS256\"]\n";
+        assert!(Config::from_toml(&format!("{base}issuer = \"i\"\nsecret = \"s\"\n")).is_ok());
+        assert!(Config::from_toml(&format!("{base}issuer = \"i\"\n")).is_err());
+        assert!(Config::from_toml(&format!("{base}secret = \"s\"\n")).is_err());
+        assert!(
+            Config::from_toml(&format!(
+                "{base}issuer_pattern = \"https://x/\"\nsecret = \"s\"\n"
+            ))
+            .is_err()
+        );
+        assert!(
+            Config::from_toml(&format!(
+                "{base}issuer_pattern = \"https://x/{{slug}}\"\nsecret = \"s\"\n"
+            ))
+            .is_ok()
+        );
+    }
+}

@@ -1,0 +1,126 @@
+//! Putting Ward together from a [`Config`] and serving it.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::audit::AuditLog;
+use crate::auth::jwt::{IssuerError, JwtVerifier};
+use crate::auth::keys::ApiKeys;
+use crate::auth::{self, Authenticator};
+use crate::config::{Config, ConfigError};
+use crate::registry::{Registry, RegistryError};
+use crate::sandbox::{Sandbox, SandboxError};
+use crate::store::{SledStore, Store, StoreError};
+
+/// Why Ward could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data directory cannot be used.
+    #[error("cannot open the store in `{dir}`: {source}")]
+    Store {
+        /// The directory.
+        dir: String,
+        /// Why.
+        source: StoreError,
+    },
+    /// The sandbox cannot start.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    /// Loading the registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A JWT issuer's keys cannot be loaded.
+    #[error(transparent)]
+    Issuer(#[from] IssuerError),
+    /// Reading stored keys failed.
+    #[error(transparent)]
+    Keys(#[from] StoreError),
+}
+
+/// A Ward instance, ready to serve.
+pub struct Ward {
+    state: AppState,
+    store: Arc<dyn Store>,
+    max_module_bytes: usize,
+    /// The operator token generated on this first start, to show once.
+    pub generated_operator_token: Option<String>,
+}
+
+impl Ward {
+    /// Opens the store under `config.data_dir`, loads everything and
+    /// prepares authentication. `env_operator_token` is `WARD_ADMIN_TOKEN`.
+    pub fn open(config: &Config, env_operator_token: Option<&str>) -> Result<Self, StartError> {
+        config.check()?;
+        let store_dir = config.data_dir.join("db");
+        let store: Arc<dyn Store> =
+            Arc::new(
+                SledStore::open(&store_dir).map_err(|source| StartError::Store {
+                    dir: store_dir.display().to_string(),
+                    source,
+                })?,
+            );
+        let sandbox = Arc::new(Sandbox::new(config.sandbox_config())?);
+        let audit = Arc::new(AuditLog::new(Arc::clone(&store)));
+        let registry = Arc::new(Registry::open(Arc::clone(&store), sandbox, audit)?);
+        let keys = Arc::new(ApiKeys::load(Arc::clone(&store))?);
+        let jwt = JwtVerifier::new(&config.auth.jwt)?;
+        let (operator_hash, generated) = auth::operator_token(
+            env_operator_token,
+            config.admin_token_sha256.as_deref(),
+            store.as_ref(),
+        )?;
+        let auth = Arc::new(Authenticator::new(
+            operator_hash,
+            keys,
+            jwt,
+            Arc::clone(&registry),
+        ));
+        Ok(Ward {
+            state: AppState {
+                registry,
+                auth,
+                http: Arc::new(config.http.clone()),
+            },
+            store,
+            max_module_bytes: config.sandbox.max_module_bytes,
+            generated_operator_token: generated,
+        })
+    }
+
+    /// The API router.
+    pub fn router(&self) -> Router {
+        api::router(self.state.clone(), self.max_module_bytes)
+    }
+
+    /// The shared state (for embedding and tests).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then lets requests
+    /// in flight finish and flushes the store.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let router = self.router();
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(std::io::Error::other)?;
+        tracing::info!("stopped; store flushed");
+        Ok(())
+    }
+}
