@@ -2,6 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod api;
+mod auth;
+mod authzen;
 mod sandbox;
+mod server;
 mod support;
 mod tenancy;

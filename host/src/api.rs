@@ -39,6 +39,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// HTTP limits.
     pub http: Arc<HttpConfig>,
+    /// Largest policy upload body (the host's module limit plus room).
+    pub upload_limit: usize,
 }
 
 /// A 201 answer with a JSON body.
@@ -92,7 +94,7 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// The whole API, ready to serve.
-pub fn router(state: AppState, max_module_bytes: usize) -> Router {
+pub fn router(state: AppState) -> Router {
     let uploads = OpenApiRouter::new()
         .routes(routes!(
             objects::tenant_upload_policy,
@@ -104,9 +106,8 @@ pub fn router(state: AppState, max_module_bytes: usize) -> Router {
             objects::global_get_policy,
             objects::global_delete_policy
         ))
-        // Room for the largest module plus a little; the tenant's own
-        // limit is checked against the actual size.
-        .layer(DefaultBodyLimit::max(max_module_bytes.saturating_add(1024)));
+        // The tenant's own limit is checked against the actual size.
+        .layer(DefaultBodyLimit::max(state.upload_limit));
 
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(tenants::create, tenants::list))

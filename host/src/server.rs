@@ -48,7 +48,6 @@ pub enum StartError {
 pub struct Ward {
     state: AppState,
     store: Arc<dyn Store>,
-    max_module_bytes: usize,
     /// The operator token generated on this first start, to show once.
     pub generated_operator_token: Option<String>,
 }
@@ -87,16 +86,16 @@ impl Ward {
                 registry,
                 auth,
                 http: Arc::new(config.http.clone()),
+                upload_limit: config.sandbox.max_module_bytes.saturating_add(1024),
             },
             store,
-            max_module_bytes: config.sandbox.max_module_bytes,
             generated_operator_token: generated,
         })
     }
 
     /// The API router.
     pub fn router(&self) -> Router {
-        api::router(self.state.clone(), self.max_module_bytes)
+        api::router(self.state.clone())
     }
 
     /// The shared state (for embedding and tests).

@@ -16,10 +16,11 @@ use crate::registry::ScopeId;
 /// with JSON errors (400, 400, 413).
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        refuse_declared_excess(&request, state.http.max_body_bytes)?;
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => Err(json_rejection(rejection)),
@@ -48,10 +49,11 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 /// A raw body; an oversized one answers 413 `too_large`.
 pub struct ApiBytes(pub Bytes);
 
-impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+impl FromRequest<AppState> for ApiBytes {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        refuse_declared_excess(&request, state.upload_limit)?;
         Bytes::from_request(request, state)
             .await
             .map(ApiBytes)
@@ -59,13 +61,32 @@ impl<S: Send + Sync> FromRequest<S> for ApiBytes {
     }
 }
 
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        "the request body is too large",
+    )
+}
+
+/// Refuses a body whose declared length is over `limit` before reading any
+/// of it, so the client learns at once and no bandwidth is spent. (Bodies
+/// without a length are cut off at the limit as they arrive.)
+fn refuse_declared_excess(request: &Request, limit: usize) -> Result<(), ApiError> {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => Err(too_large()),
+        _ => Ok(()),
+    }
+}
+
 fn bytes_rejection(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            "the request body is too large",
-        )
+        too_large()
     } else {
         ApiError::bad_request("invalid_input", rejection.body_text())
     }
