@@ -10,8 +10,8 @@ use crate::server::{Body, OPERATOR, TestServer};
 use crate::support::guest;
 
 /// Starts `ward serve` as a new user would and returns it with its base URL
-/// and the operator token it printed.
-fn spawn_ward(data_dir: &std::path::Path) -> (std::process::Child, String, String) {
+/// and the operator token it printed, if it printed one.
+fn spawn_ward(data_dir: &std::path::Path) -> (std::process::Child, String, Option<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
@@ -22,8 +22,8 @@ fn spawn_ward(data_dir: &std::path::Path) -> (std::process::Child, String, Strin
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (mut token, mut base) = (None, None);
-    while token.is_none() || base.is_none() {
+    let mut token = None;
+    let base = loop {
         let line = lines.next().expect("ward exited early").unwrap();
         if let Some(t) = line.split_whitespace().find(|w| w.starts_with("ward_op_")) {
             token = Some(t.to_string());
@@ -36,19 +36,19 @@ fn spawn_ward(data_dir: &std::path::Path) -> (std::process::Child, String, Strin
                 .split_whitespace()
                 .next()
                 .unwrap();
-            let addr = addr.trim_matches(|c: char| !c.is_ascii_graphic() || c == '\u{1b}');
-            base = Some(format!("http://{}", addr.trim_end_matches("\u{1b}[0m")));
+            break format!("http://{addr}");
         }
-    }
+    };
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (child, base.unwrap(), token.unwrap())
+    (child, base, token)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_journey_with_the_real_binary() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, base, operator) = spawn_ward(dir.path());
+    let operator = operator.expect("the first start prints the operator token");
     let http = reqwest::Client::new();
     let call = |method: reqwest::Method, path: &str, token: &str| {
         http.request(method, format!("{base}{path}"))
@@ -141,37 +141,11 @@ async fn the_readme_journey_with_the_real_binary() {
             .success()
     );
     assert!(child.wait().unwrap().success());
-    let (mut child, base2, _) = {
-        let mut restarted = Command::new(env!("CARGO_BIN_EXE_ward"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .env("NO_COLOR", "1")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(restarted.stderr.take().unwrap()).lines();
-        let mut base = None;
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            assert!(
-                !line.contains("ward_op_"),
-                "the operator token is shown only on the first start"
-            );
-            if line.contains("ward is serving") {
-                let addr = line
-                    .split("listen=")
-                    .nth(1)
-                    .unwrap()
-                    .split_whitespace()
-                    .next()
-                    .unwrap();
-                base = Some(format!("http://{addr}"));
-                break;
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        (restarted, base.unwrap(), ())
-    };
+    let (mut child, base2, token) = spawn_ward(dir.path());
+    assert_eq!(
+        token, None,
+        "the operator token is shown only on the first start"
+    );
     let after: Value = http
         .post(format!("{base2}/v1/authorize"))
         .bearer_auth(&key)

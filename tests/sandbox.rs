@@ -170,14 +170,7 @@ fn child_process_loads_from_cache() {
 fn compiled_code_survives_a_process_restart() {
     let dir = tempfile::tempdir().unwrap();
     let run_child = || {
-        let output = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "sandbox::child_process_loads_from_cache",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+        let output = child_test("sandbox::child_process_loads_from_cache")
             .env("WARD_TEST_CACHE_DIR", dir.path())
             .output()
             .unwrap();

@@ -119,3 +119,17 @@ pub fn request(agent: Option<Agent>, action: &str, resource: &str, config: &str)
 pub fn configured(config: &str) -> Request {
     request(None, "read", "doc:1", config)
 }
+
+/// A command that runs one `#[ignore]`d helper test of this test binary in
+/// a child process (for restarts and crashes of a real second process).
+pub fn child_test(name: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command.args([
+        "--exact",
+        name,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    command
+}

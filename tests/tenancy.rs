@@ -1212,14 +1212,7 @@ fn child_process_writes_until_killed() {
 fn acknowledged_writes_survive_kill_9() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "tenancy::child_process_writes_until_killed",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let mut child = child_test("tenancy::child_process_writes_until_killed")
         .env("WARD_TEST_DATA_DIR", dir.path())
         .stdout(std::process::Stdio::piped())
         .spawn()

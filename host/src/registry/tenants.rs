@@ -114,25 +114,16 @@ impl Registry {
             merge_patch(&mut record.settings, patch);
         }
         let settings = self.effective_settings(&record.settings)?;
-        record.updated_at = Timestamp::now();
-        self.store.write(vec![Write::put_json(
-            Kind::Tenant,
-            record.id.clone(),
-            &record,
-        )?])?;
-        let view = TenantView::new(record, settings, current.scope.clone());
-        let tenant = view.tenant();
-        slot.view.store(Arc::new(view));
         let details = json!({"name": update.name, "settings": update.settings});
-        let scope = ScopeId::Tenant(tenant.id.clone());
-        self.audit_event(
-            &scope,
+        self.replace_tenant(
+            &slot,
+            record,
+            settings,
+            &current,
             actor,
             AuditKind::TenantUpdated,
-            Some(&tenant.slug),
             details,
-        )?;
-        Ok(tenant)
+        )
     }
 
     /// Suspends or reactivates a tenant. Takes effect for the next decision.
@@ -147,21 +138,38 @@ impl Registry {
         let current = slot.view.load_full();
         let mut record = current.record.clone();
         record.status = status;
+        let kind = match status {
+            TenantStatus::Active => AuditKind::TenantActivated,
+            TenantStatus::Suspended => AuditKind::TenantSuspended,
+        };
+        let settings = current.settings.clone();
+        self.replace_tenant(&slot, record, settings, &current, actor, kind, json!({}))
+    }
+
+    /// Stores a changed tenant record, publishes its new view (objects
+    /// unchanged) and audits the change. Lock held.
+    #[allow(clippy::too_many_arguments)]
+    fn replace_tenant(
+        &self,
+        slot: &TenantSlot,
+        mut record: TenantRecord,
+        settings: TenantSettings,
+        current: &TenantView,
+        actor: &str,
+        kind: AuditKind,
+        details: Value,
+    ) -> Result<Tenant> {
         record.updated_at = Timestamp::now();
         self.store.write(vec![Write::put_json(
             Kind::Tenant,
             record.id.clone(),
             &record,
         )?])?;
-        let view = TenantView::new(record, current.settings.clone(), current.scope.clone());
+        let view = TenantView::new(record, settings, current.scope.clone());
         let tenant = view.tenant();
         slot.view.store(Arc::new(view));
-        let kind = match status {
-            TenantStatus::Active => AuditKind::TenantActivated,
-            TenantStatus::Suspended => AuditKind::TenantSuspended,
-        };
         let scope = ScopeId::Tenant(tenant.id.clone());
-        self.audit_event(&scope, actor, kind, Some(&tenant.slug), json!({}))?;
+        self.audit_event(&scope, actor, kind, Some(&tenant.slug), details)?;
         Ok(tenant)
     }
 
