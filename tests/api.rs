@@ -1,53 +1,17 @@
 //! The HTTP API against a real listening server: the README journey (with
 //! the real `ward` binary), management routes, and hostile input.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::{Value, json};
 
 use crate::server::{Body, OPERATOR, TestServer};
-use crate::support::guest;
-
-/// Starts `ward serve` as a new user would and returns it with its base URL
-/// and the operator token it printed, if it printed one.
-fn spawn_ward(data_dir: &std::path::Path) -> (std::process::Child, String, Option<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env_remove("WARD_ADMIN_TOKEN")
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut token = None;
-    let base = loop {
-        let line = lines.next().expect("ward exited early").unwrap();
-        if let Some(t) = line.split_whitespace().find(|w| w.starts_with("ward_op_")) {
-            token = Some(t.to_string());
-        }
-        if line.contains("ward is serving") {
-            let addr = line
-                .split("listen=")
-                .nth(1)
-                .unwrap()
-                .split_whitespace()
-                .next()
-                .unwrap();
-            break format!("http://{addr}");
-        }
-    };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, base, token)
-}
+use crate::support::{guest, spawn_ward};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_journey_with_the_real_binary() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, base, operator) = spawn_ward(dir.path());
+    let (mut child, base, operator) = spawn_ward(dir.path(), None, None);
     let operator = operator.expect("the first start prints the operator token");
     let http = reqwest::Client::new();
     let call = |method: reqwest::Method, path: &str, token: &str| {
@@ -132,7 +96,7 @@ async fn the_readme_journey_with_the_real_binary() {
     );
 
     // SIGTERM: a graceful stop, and everything is there at the next start.
-    let pid = child.id().to_string();
+    let pid = child.0.id().to_string();
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -140,8 +104,8 @@ async fn the_readme_journey_with_the_real_binary() {
             .unwrap()
             .success()
     );
-    assert!(child.wait().unwrap().success());
-    let (mut child, base2, token) = spawn_ward(dir.path());
+    assert!(child.0.wait().unwrap().success());
+    let (mut child, base2, token) = spawn_ward(dir.path(), None, None);
     assert_eq!(
         token, None,
         "the operator token is shown only on the first start"
@@ -157,8 +121,7 @@ async fn the_readme_journey_with_the_real_binary() {
         .await
         .unwrap();
     assert_eq!(after["decision"], true);
-    child.kill().unwrap();
-    let _ = child.wait();
+    child.kill();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod authzen;
+mod limits;
 mod sandbox;
 mod server;
 mod support;

@@ -53,7 +53,7 @@ pub fn registry() -> (tempfile::TempDir, Registry) {
 /// A registry on the sled store in `dir`.
 pub fn open_registry(dir: &std::path::Path) -> Registry {
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
-    let audit = Arc::new(AuditLog::new(Arc::clone(&store)));
+    let audit = Arc::new(AuditLog::new(Arc::clone(&store)).unwrap());
     Registry::open(store, Arc::clone(shared_sandbox()), audit).unwrap()
 }
 
@@ -132,4 +132,71 @@ pub fn child_test(name: &str) -> std::process::Command {
         "--test-threads=1",
     ]);
     command
+}
+
+/// A child process that is killed when dropped, so a failing test never
+/// leaves a server running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl KillOnDrop {
+    /// Kills the process now and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts the real `ward serve` on a free loopback port with its data in
+/// `data_dir`, as a new user would (plus an optional config file and
+/// operator token). Returns it with its base URL and the operator token it
+/// printed, if it printed one.
+pub fn spawn_ward(
+    data_dir: &std::path::Path,
+    config: Option<&std::path::Path>,
+    operator_token: Option<&str>,
+) -> (KillOnDrop, String, Option<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ward"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    match operator_token {
+        Some(token) => command.env("WARD_ADMIN_TOKEN", token),
+        None => command.env_remove("WARD_ADMIN_TOKEN"),
+    };
+    let mut child = KillOnDrop(command.spawn().unwrap());
+    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
+    let mut token = None;
+    let base = loop {
+        let line = lines.next().expect("ward exited early").unwrap();
+        if let Some(t) = line.split_whitespace().find(|w| w.starts_with("ward_op_")) {
+            token = Some(t.to_string());
+        }
+        if line.contains("ward is serving") {
+            let addr = line
+                .split("listen=")
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap();
+            break format!("http://{addr}");
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, base, token)
 }

@@ -41,6 +41,8 @@ pub struct AppState {
     pub http: Arc<HttpConfig>,
     /// Largest policy upload body (the host's module limit plus room).
     pub upload_limit: usize,
+    /// Whether `/metrics` labels series by tenant.
+    pub tenant_labels: bool,
 }
 
 /// A 201 answer with a JSON body.
@@ -156,6 +158,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(authzen::tenant_discovery))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
+        .routes(routes!(ops::usage))
+        .routes(routes!(ops::metrics))
         .layer(DefaultBodyLimit::max(state.http.max_body_bytes))
         .merge(uploads)
         .split_for_parts();

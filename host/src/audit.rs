@@ -2,6 +2,11 @@
 //! queried newest first with filters and a cursor.
 //!
 //! Keys are `scope/ULID`, so one scope's log is one range in time order.
+//! Decision entries go through the group-commit [`writer`]; management
+//! events are written (and flushed) directly.
+
+pub mod journal;
+pub mod writer;
 
 use std::sync::Arc;
 
@@ -10,6 +15,8 @@ use ulid::Ulid;
 use ward_types::{AuditEntry, AuditKind, AuditPage, Timestamp};
 
 use crate::store::{self, Kind, Store, StoreError, Write, scope_prefix, scoped_key};
+use journal::Journal;
+use writer::{AuditWriter, WriterConfig};
 
 /// Most entries one query returns.
 pub const MAX_PAGE: usize = 1000;
@@ -49,12 +56,65 @@ pub enum AuditError {
 /// The audit log of every scope.
 pub struct AuditLog {
     store: Arc<dyn Store>,
+    writer: AuditWriter,
 }
 
 impl AuditLog {
-    /// The log kept in `store`.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        AuditLog { store }
+    /// The log kept in `store`, with the default (batched) writer.
+    pub fn new(store: Arc<dyn Store>) -> std::io::Result<Self> {
+        Self::with_writer(store, WriterConfig::default(), None).map_err(std::io::Error::other)
+    }
+
+    /// The log kept in `store`, with decision entries written as `config`
+    /// says, through the journal at `journal` when given (what the server
+    /// does): its entries are replayed into the store first.
+    pub fn with_writer(
+        store: Arc<dyn Store>,
+        config: WriterConfig,
+        journal: Option<&std::path::Path>,
+    ) -> Result<Self, StoreError> {
+        let journal = journal
+            .map(|path| Journal::open(path, store.as_ref()))
+            .transpose()?;
+        let writer = AuditWriter::start(Arc::clone(&store), config, journal)
+            .map_err(|err| StoreError::Backend(format!("cannot start the audit writer: {err}")))?;
+        Ok(AuditLog { store, writer })
+    }
+
+    /// The decision writer (for its measurements).
+    pub fn writer(&self) -> &AuditWriter {
+        &self.writer
+    }
+
+    /// Returns once every decision entry queued so far is durable.
+    pub fn flush(&self) {
+        self.writer.flush();
+    }
+
+    /// Discards queued entries of a deleted scope.
+    pub fn forget_scope(&self, scope: &str) {
+        self.writer.forget_scope(scope);
+    }
+
+    /// Deletes `scope`'s entries older than `cutoff_ms`; returns how many.
+    pub fn prune(&self, scope: &str, cutoff_ms: u64) -> Result<usize, StoreError> {
+        let bound = scoped_key(scope, &Ulid::from_parts(cutoff_ms, 0).to_string());
+        let prefix = scope_prefix(scope);
+        let mut removed = 0;
+        loop {
+            let old = self
+                .store
+                .scan_rev(Kind::Audit, &prefix, Some(&bound), SCAN_BATCH * 16)?;
+            if old.is_empty() {
+                return Ok(removed);
+            }
+            removed += old.len();
+            self.store.write(
+                old.into_iter()
+                    .map(|(key, _)| Write::delete(Kind::Audit, key))
+                    .collect(),
+            )?;
+        }
     }
 
     /// Appends a management event to `scope`'s log, durably.
@@ -86,17 +146,19 @@ impl AuditLog {
         )?])
     }
 
-    /// Appends a decision to `scope`'s log.
+    /// Appends a decision to `scope`'s log through the group-commit
+    /// writer: waits while its queue is full, and in `sync` mode until the
+    /// entry is durable.
     pub fn record_decision(&self, scope: &str, entry: &AuditEntry) -> Result<(), StoreError> {
-        self.store.write_buffered(vec![Write::put_json(
-            Kind::Audit,
-            scoped_key(scope, &entry.id),
-            entry,
-        )?])
+        let write = Write::put_json(Kind::Audit, scoped_key(scope, &entry.id), entry)?;
+        self.writer.append(scope, write)
     }
 
-    /// One page of `scope`'s log, newest first.
+    /// One page of `scope`'s log, newest first. Entries still queued in the
+    /// writer are written first, so a read sees every decision already
+    /// answered.
     pub fn query(&self, scope: &str, query: &AuditQuery) -> Result<AuditPage, AuditError> {
+        self.writer.flush();
         let limit = query.limit.unwrap_or(DEFAULT_PAGE);
         if limit == 0 || limit > MAX_PAGE {
             return Err(AuditError::Invalid(format!(

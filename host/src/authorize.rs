@@ -13,6 +13,7 @@ use ward_types::{
     PolicyRef, Scope, TenantStatus, Timestamp,
 };
 
+use crate::limits::Outcome;
 use crate::registry::{Registry, RegistryError, ScopeIndex, TenantView};
 use crate::sandbox::{self, DataLookup, PolicyFailure, Usage};
 
@@ -67,7 +68,26 @@ impl Registry {
         let outcome = self.decide(&view, request, started);
         self.audit()
             .record_decision(&view.record.id, &audit_entry(&outcome, request, actor))?;
+        self.count(&view.record.id, &outcome);
         Ok(outcome)
+    }
+
+    fn count(&self, tenant: &str, outcome: &DecisionOutcome) {
+        let metrics = self.metrics();
+        metrics.latency.observe(outcome.duration.as_micros() as u64);
+        let counted = match &outcome.failure {
+            Some(failure) => {
+                let mut errors = metrics
+                    .policy_errors
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                *errors.entry(failure.kind.as_str()).or_default() += 1;
+                Outcome::Error
+            }
+            None if outcome.response.decision => Outcome::Allow,
+            None => Outcome::Deny,
+        };
+        self.gates().record(tenant, counted);
     }
 
     fn decide(

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::audit::writer::{Durability, WriterConfig};
 use crate::sandbox::SandboxConfig;
 
 /// Errors reading the configuration.
@@ -51,6 +52,10 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Host-wide sandbox bounds.
     pub sandbox: SandboxSection,
+    /// How decisions are written to the audit log.
+    pub audit: AuditSection,
+    /// What `/metrics` shows.
+    pub metrics: MetricsSection,
 }
 
 impl Default for Config {
@@ -62,6 +67,8 @@ impl Default for Config {
             http: HttpConfig::default(),
             auth: AuthConfig::default(),
             sandbox: SandboxSection::default(),
+            audit: AuditSection::default(),
+            metrics: MetricsSection::default(),
         }
     }
 }
@@ -167,6 +174,60 @@ impl Default for SandboxSection {
                 .unwrap_or(u64::MAX),
             max_concurrent_instances: defaults.max_concurrent_instances,
             max_memory_bytes: defaults.max_memory_bytes,
+        }
+    }
+}
+
+/// How decisions are written to the audit log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSection {
+    /// `batched`: a decision is answered at once and its entry is durable
+    /// within `flush_interval_ms`; `sync`: answered only once durable.
+    pub durability: Durability,
+    /// Longest an entry waits for its batch to be flushed (batched mode).
+    pub flush_interval_ms: u64,
+    /// Entries that may wait to be written; callers wait beyond it.
+    pub queue: usize,
+    /// How often entries past their tenant's retention are pruned.
+    pub prune_interval_secs: u64,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection {
+            durability: Durability::Batched,
+            flush_interval_ms: 50,
+            queue: 10_000,
+            prune_interval_secs: 3600,
+        }
+    }
+}
+
+impl AuditSection {
+    /// The writer's settings.
+    pub fn writer(&self) -> WriterConfig {
+        WriterConfig {
+            durability: self.durability,
+            flush_interval: Duration::from_millis(self.flush_interval_ms.max(1)),
+            queue: self.queue.max(1),
+        }
+    }
+}
+
+/// What `/metrics` shows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Label per-tenant series with the tenant id; turn off with very many
+    /// tenants to keep the series count bounded.
+    pub tenant_labels: bool,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            tenant_labels: true,
         }
     }
 }

@@ -15,6 +15,8 @@ pub mod auth;
 pub mod authorize;
 pub mod config;
 pub mod ids;
+pub mod limits;
+pub mod metrics;
 pub mod plugins;
 pub mod registry;
 pub mod sandbox;

@@ -21,6 +21,8 @@ use arc_swap::ArcSwap;
 use ward_types::{Agent, DataDocument, PolicyInfo, Scope, TenantSettings};
 
 use crate::audit::AuditLog;
+use crate::limits::{Clock, Gates, Permit, Refusal, SystemClock};
+use crate::metrics::Histogram;
 use crate::sandbox::{LoadError, Sandbox};
 use crate::store::{self, Kind, Store, StoreError};
 
@@ -83,6 +85,24 @@ impl RegistryError {
     }
 }
 
+/// Why a decision was not admitted.
+#[derive(Debug)]
+pub enum Admission {
+    /// A limit refused it: answer 429.
+    Refused(Refusal),
+    /// Something else failed.
+    Error(RegistryError),
+}
+
+/// Decision measurements that are not per tenant.
+#[derive(Default)]
+pub struct DecisionMetrics {
+    /// Time from the start of the pipeline to the decision.
+    pub latency: Histogram,
+    /// Policy failures by kind.
+    pub policy_errors: std::sync::Mutex<HashMap<&'static str, u64>>,
+}
+
 /// Result alias for registry calls.
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
@@ -117,6 +137,8 @@ pub struct Registry {
     store: Arc<dyn Store>,
     sandbox: Arc<Sandbox>,
     audit: Arc<AuditLog>,
+    gates: Gates,
+    metrics: DecisionMetrics,
     global: ArcSwap<ScopeIndex>,
     directory: ArcSwap<Directory>,
     write_lock: Mutex<()>,
@@ -132,7 +154,20 @@ impl Registry {
         sandbox: Arc<Sandbox>,
         audit: Arc<AuditLog>,
     ) -> Result<Self> {
+        Self::open_with_clock(store, sandbox, audit, Arc::new(SystemClock))
+    }
+
+    /// [`Registry::open`] with the clock that rate limits, monthly budgets
+    /// and audit retention go by.
+    pub fn open_with_clock(
+        store: Arc<dyn Store>,
+        sandbox: Arc<Sandbox>,
+        audit: Arc<AuditLog>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
         let registry = Registry {
+            gates: Gates::new(Arc::clone(&store), clock),
+            metrics: DecisionMetrics::default(),
             store,
             sandbox,
             audit,
@@ -159,6 +194,77 @@ impl Registry {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Per-tenant admission state and counters.
+    pub fn gates(&self) -> &Gates {
+        &self.gates
+    }
+
+    /// Decision latency and policy failures, for `/metrics`.
+    pub fn metrics(&self) -> &DecisionMetrics {
+        &self.metrics
+    }
+
+    /// Admits `decisions` decisions for tenant `tenant_id` (DESIGN §4 step
+    /// 3): the rate limit, the running-evaluation cap and the monthly
+    /// budget. The first refusal of an episode is written to the tenant's
+    /// audit log; the refusals that follow it until the tenant is admitted
+    /// again are only counted. A suspended tenant is not limited: its
+    /// decisions are denies anyway.
+    pub fn admit(&self, tenant_id: &str, decisions: u32, actor: &str) -> Result<Permit, Admission> {
+        let view = self
+            .tenant_view(tenant_id)
+            .ok_or_else(|| Admission::Error(RegistryError::not_found("tenant", tenant_id)))?;
+        if view.record.status == ward_types::TenantStatus::Suspended {
+            return Ok(Gates::unlimited());
+        }
+        match self.gates.admit(&view.record.id, &view.settings, decisions) {
+            Ok(permit) => Ok(permit),
+            Err(refusal) => {
+                if refusal.first_of_episode {
+                    let details = serde_json::json!({"retry_after_secs": refusal.retry_after_secs});
+                    self.audit
+                        .record_event(
+                            &view.record.id,
+                            actor,
+                            refusal.reason.audit_kind(),
+                            None,
+                            details,
+                        )
+                        .map_err(|err| Admission::Error(err.into()))?;
+                }
+                Err(Admission::Refused(refusal))
+            }
+        }
+    }
+
+    /// This month's usage of a tenant and its limits.
+    pub fn usage(&self, tenant_id: &str) -> Result<ward_types::Usage> {
+        let view = self
+            .tenant_view(tenant_id)
+            .ok_or_else(|| RegistryError::not_found("tenant", tenant_id))?;
+        Ok(self.gates.usage(&view.record.id, &view.settings))
+    }
+
+    /// Writes changed monthly counts to the store.
+    pub fn persist_usage(&self) -> Result<()> {
+        Ok(self.gates.persist()?)
+    }
+
+    /// Deletes every tenant's audit entries older than its
+    /// `audit_retention_days`, as of the registry's clock; returns how many.
+    pub fn prune_audit(&self) -> Result<usize> {
+        let now = self.gates.clock().now_ms();
+        let mut removed = 0;
+        for slot in self.directory.load().by_id.values() {
+            let view = slot.view.load();
+            let keep_ms = u64::from(view.settings.audit_retention_days) * 86_400_000;
+            removed += self
+                .audit
+                .prune(&view.record.id, now.saturating_sub(keep_ms))?;
+        }
+        Ok(removed)
     }
 
     fn lock(&self) -> MutexGuard<'_, ()> {

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -39,15 +40,16 @@ pub enum StartError {
     /// A JWT issuer's keys cannot be loaded.
     #[error(transparent)]
     Issuer(#[from] IssuerError),
-    /// Reading stored keys failed.
+    /// Reading stored data (keys, the audit journal) failed.
     #[error(transparent)]
-    Keys(#[from] StoreError),
+    Data(#[from] StoreError),
 }
 
 /// A Ward instance, ready to serve.
 pub struct Ward {
     state: AppState,
     store: Arc<dyn Store>,
+    prune_interval: Duration,
     /// The operator token generated on this first start, to show once.
     pub generated_operator_token: Option<String>,
 }
@@ -66,7 +68,12 @@ impl Ward {
                 })?,
             );
         let sandbox = Arc::new(Sandbox::new(config.sandbox_config())?);
-        let audit = Arc::new(AuditLog::new(Arc::clone(&store)));
+        let journal = config.data_dir.join("audit.journal");
+        let audit = Arc::new(AuditLog::with_writer(
+            Arc::clone(&store),
+            config.audit.writer(),
+            Some(&journal),
+        )?);
         let registry = Arc::new(Registry::open(Arc::clone(&store), sandbox, audit)?);
         let keys = Arc::new(ApiKeys::load(Arc::clone(&store))?);
         let jwt = JwtVerifier::new(&config.auth.jwt)?;
@@ -87,9 +94,45 @@ impl Ward {
                 auth,
                 http: Arc::new(config.http.clone()),
                 upload_limit: config.sandbox.max_module_bytes.saturating_add(1024),
+                tenant_labels: config.metrics.tenant_labels,
             },
+            prune_interval: Duration::from_secs(config.audit.prune_interval_secs.max(1)),
             store,
             generated_operator_token: generated,
+        })
+    }
+
+    /// Background upkeep: monthly counts written every second, audit
+    /// entries past retention pruned every `prune_interval`.
+    fn start_maintenance(&self) -> tokio::task::JoinHandle<()> {
+        let registry = Arc::clone(&self.state.registry);
+        let prune_every = self.prune_interval;
+        tokio::spawn(async move {
+            let mut since_prune = Duration::ZERO;
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                since_prune += Duration::from_secs(1);
+                let prune = since_prune >= prune_every;
+                if prune {
+                    since_prune = Duration::ZERO;
+                }
+                let registry = Arc::clone(&registry);
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Err(err) = registry.persist_usage() {
+                        tracing::warn!(%err, "could not persist usage counters");
+                    }
+                    if prune {
+                        match registry.prune_audit() {
+                            Ok(0) => {}
+                            Ok(removed) => {
+                                tracing::info!(removed, "pruned audit entries past retention")
+                            }
+                            Err(err) => tracing::warn!(%err, "could not prune the audit log"),
+                        }
+                    }
+                })
+                .await;
+            }
         })
     }
 
@@ -111,14 +154,19 @@ impl Ward {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let router = self.router();
+        let maintenance = self.start_maintenance();
         axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await?;
-        let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || store.flush())
-            .await
-            .map_err(std::io::Error::other)?
-            .map_err(std::io::Error::other)?;
+        maintenance.abort();
+        let (store, registry) = (Arc::clone(&self.store), Arc::clone(&self.state.registry));
+        tokio::task::spawn_blocking(move || {
+            registry.audit().flush();
+            registry.persist_usage().map_err(std::io::Error::other)?;
+            store.flush().map_err(std::io::Error::other)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
         tracing::info!("stopped; store flushed");
         Ok(())
     }

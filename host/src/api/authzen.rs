@@ -150,6 +150,8 @@ pub async fn evaluations(
     let registry = state.registry.clone();
     let actor = caller.actor.clone();
     let evaluations = blocking(move || {
+        let count = u32::try_from(parsed.len()).unwrap_or(u32::MAX);
+        let _permit = registry.admit(&tenant, count, &actor)?;
         let mut out = Vec::with_capacity(parsed.len());
         for item in parsed {
             let evaluation = match item {

@@ -84,6 +84,8 @@ pub async fn decide_all(
     let registry = state.registry.clone();
     let actor = caller.actor.clone();
     blocking(move || {
+        let count = u32::try_from(requests.len()).unwrap_or(u32::MAX);
+        let _permit = registry.admit(&tenant, count, &actor)?;
         requests
             .iter()
             .map(|request| Ok(registry.authorize(&tenant, request, &actor)?.response))

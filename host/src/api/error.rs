@@ -8,7 +8,8 @@ use ward_types::{ErrorBody, ErrorDetail};
 
 use crate::audit::AuditError;
 use crate::auth::AuthError;
-use crate::registry::RegistryError;
+use crate::limits::Refused;
+use crate::registry::{Admission, RegistryError};
 use crate::store::StoreError;
 
 /// An error answer.
@@ -17,6 +18,7 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -26,6 +28,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -74,6 +77,11 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -96,6 +104,30 @@ impl From<RegistryError> for ApiError {
             _ => return ApiError::internal(err),
         };
         ApiError::new(status, err.code(), err.to_string())
+    }
+}
+
+impl From<Admission> for ApiError {
+    fn from(admission: Admission) -> Self {
+        match admission {
+            Admission::Refused(refusal) => {
+                let message = match refusal.reason {
+                    Refused::RateLimited => "this tenant's rate limit is reached",
+                    Refused::TooManyEvaluations => {
+                        "this tenant has its maximum of evaluations running"
+                    }
+                    Refused::BudgetExhausted => "this tenant's decisions for the month are spent",
+                };
+                let mut error = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    refusal.reason.code(),
+                    message,
+                );
+                error.retry_after = Some(refusal.retry_after_secs);
+                error
+            }
+            Admission::Error(err) => err.into(),
+        }
     }
 }
 

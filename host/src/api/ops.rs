@@ -28,3 +28,146 @@ pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Status>,
     })
     .await
 }
+
+/// This month's decisions and the tenant's limits.
+#[utoipa::path(get, path = "/v1/usage", tag = "audit", responses((status = 200, body = ward_types::Usage)))]
+pub async fn usage(
+    State(state): State<AppState>,
+    caller: crate::auth::Caller,
+) -> Result<axum::Json<ward_types::Usage>, ApiError> {
+    let scope = caller.admin_scope()?;
+    Ok(axum::Json(state.registry.usage(scope.key())?))
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()), responses((status = 200, content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    let body = render_metrics(&state);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
+}
+
+fn render_metrics(state: &AppState) -> String {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering;
+
+    use crate::limits::Gates;
+    use crate::metrics::{header, label};
+
+    let registry = &state.registry;
+    let mut out = String::new();
+    let gates = registry.gates().all();
+    let mut tenants: Vec<_> = gates.iter().collect();
+    tenants.sort_by(|a, b| a.0.cmp(b.0));
+
+    header(
+        &mut out,
+        "ward_decisions_total",
+        "counter",
+        "Decisions by tenant and outcome.",
+    );
+    let outcomes = ["allow", "deny", "error"];
+    let mut totals = [0u64; 3];
+    for (tenant, gate) in &tenants {
+        for (i, outcome) in outcomes.iter().enumerate() {
+            let count = gate.outcomes[i].load(Ordering::Relaxed);
+            totals[i] += count;
+            if state.tenant_labels {
+                let _ = writeln!(
+                    out,
+                    "ward_decisions_total{{tenant=\"{}\",outcome=\"{outcome}\"}} {count}",
+                    label(tenant)
+                );
+            }
+        }
+    }
+    if !state.tenant_labels {
+        for (outcome, count) in outcomes.iter().zip(totals) {
+            let _ = writeln!(out, "ward_decisions_total{{outcome=\"{outcome}\"}} {count}");
+        }
+    }
+
+    header(
+        &mut out,
+        "ward_rejections_total",
+        "counter",
+        "Calls refused by a tenant limit, by code.",
+    );
+    let codes = Gates::refusal_codes();
+    let mut refused = [0u64; 3];
+    for (tenant, gate) in &tenants {
+        for (i, code) in codes.iter().enumerate() {
+            let count = gate.refused[i].load(Ordering::Relaxed);
+            refused[i] += count;
+            if state.tenant_labels {
+                let _ = writeln!(
+                    out,
+                    "ward_rejections_total{{tenant=\"{}\",code=\"{code}\"}} {count}",
+                    label(tenant)
+                );
+            }
+        }
+    }
+    if !state.tenant_labels {
+        for (code, count) in codes.iter().zip(refused) {
+            let _ = writeln!(out, "ward_rejections_total{{code=\"{code}\"}} {count}");
+        }
+    }
+
+    header(
+        &mut out,
+        "ward_decision_duration_seconds",
+        "histogram",
+        "Time from request to decision.",
+    );
+    registry
+        .metrics()
+        .latency
+        .render(&mut out, "ward_decision_duration_seconds", "");
+
+    header(
+        &mut out,
+        "ward_policy_errors_total",
+        "counter",
+        "Policy failures by kind.",
+    );
+    let errors = registry
+        .metrics()
+        .policy_errors
+        .lock()
+        .map(|errors| errors.clone())
+        .unwrap_or_default();
+    let mut errors: Vec<_> = errors.into_iter().collect();
+    errors.sort();
+    for (kind, count) in errors {
+        let _ = writeln!(out, "ward_policy_errors_total{{kind=\"{kind}\"}} {count}");
+    }
+
+    let writer = registry.audit().writer().stats();
+    header(
+        &mut out,
+        "ward_audit_queue_depth",
+        "gauge",
+        "Decision entries waiting to be written.",
+    );
+    let _ = writeln!(
+        out,
+        "ward_audit_queue_depth {}",
+        writer.depth.load(Ordering::Relaxed)
+    );
+    header(
+        &mut out,
+        "ward_audit_flush_duration_seconds",
+        "histogram",
+        "Time to write and flush one batch of audit entries.",
+    );
+    writer
+        .flush_us
+        .render(&mut out, "ward_audit_flush_duration_seconds", "");
+    out
+}

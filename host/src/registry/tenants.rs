@@ -208,6 +208,8 @@ impl Registry {
         directory.by_slug.remove(&record.slug);
         self.directory.store(Arc::new(directory));
 
+        self.audit.forget_scope(&record.id);
+        self.gates.forget(&record.id);
         self.sweep_tenant(&record.id)?;
         self.audit_event(
             &ScopeId::Global,

@@ -27,8 +27,10 @@ impl SledStore {
         let db = loop {
             match config.open() {
                 Ok(db) => break db,
+                // sled reports a held lock as `ErrorKind::Other` with the
+                // reason only in the message.
                 Err(sled::Error::Io(err))
-                    if err.kind() == std::io::ErrorKind::WouldBlock && attempts < 100 =>
+                    if err.to_string().contains("could not acquire lock") && attempts < 100 =>
                 {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(50));

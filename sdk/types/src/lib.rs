@@ -20,6 +20,7 @@ pub use keys::{ApiKeyInfo, CreateKey, CreatedKey, KeyRole};
 pub use policy::{DataDocument, PolicyInfo, PolicyVersion, UploadedPolicy};
 pub use tenant::{
     CreateTenant, SandboxLimits, Tenant, TenantKind, TenantSettings, TenantStatus, UpdateTenant,
+    Usage,
 };
 pub use time::Timestamp;
 

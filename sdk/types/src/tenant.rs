@@ -176,3 +176,29 @@ pub struct UpdateTenant {
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub settings: Option<Map<String, Value>>,
 }
+
+/// This month's usage and the limits that apply (`GET /v1/usage`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Usage {
+    /// The calendar month (UTC), `YYYY-MM`.
+    pub month: String,
+    /// Decisions admitted this month.
+    pub decisions: u64,
+    /// The monthly budget, if any.
+    pub max_decisions_per_month: Option<u64>,
+    /// Sustained decisions per second allowed.
+    pub rate_limit_per_sec: u32,
+    /// Burst allowed above the sustained rate.
+    pub burst: u32,
+    /// Evaluations allowed at once.
+    pub max_concurrent_evaluations: u32,
+    /// Evaluations running now.
+    pub evaluations_running: u32,
+    /// Calls refused by the rate limit since the server started.
+    pub rate_limited: u64,
+    /// Calls refused for too many evaluations since the server started.
+    pub too_many_evaluations: u64,
+    /// Calls refused for an exhausted budget since the server started.
+    pub budget_exhausted: u64,
+}

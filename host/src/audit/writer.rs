@@ -1,0 +1,285 @@
+//! Group commit for decision entries: callers hand entries to one writer
+//! thread through a bounded queue; the writer stores each batch with one
+//! write and one flush. A full queue makes callers wait: nothing is ever
+//! dropped. In `sync` mode a caller also waits until its entry is durable;
+//! concurrent callers share the flush.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::journal::Journal;
+use crate::store::{Store, StoreError, Write};
+
+/// When a decision's audit entry is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Answered at once; written within the flush interval.
+    Batched,
+    /// Answered only once the entry is on disk.
+    Sync,
+}
+
+/// Settings of the writer.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterConfig {
+    /// Batched or sync.
+    pub durability: Durability,
+    /// In batched mode, the longest an entry waits before its batch is
+    /// written and flushed.
+    pub flush_interval: Duration,
+    /// Entries that may wait in the queue; callers block beyond it.
+    pub queue: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            durability: Durability::Batched,
+            flush_interval: Duration::from_millis(50),
+            queue: 10_000,
+        }
+    }
+}
+
+/// Set when a batch is durable (or failed for good).
+#[derive(Default)]
+struct Done {
+    state: Mutex<bool>,
+    ready: Condvar,
+}
+
+impl Done {
+    fn finish(&self) {
+        *self.state.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.ready.notify_all();
+    }
+
+    fn wait(&self) {
+        let mut finished = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        while !*finished {
+            finished = self
+                .ready
+                .wait(finished)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+enum Item {
+    Entry {
+        scope: String,
+        write: Write,
+        done: Option<Arc<Done>>,
+    },
+    Barrier(Arc<Done>),
+}
+
+/// Measurements for `/metrics`.
+#[derive(Default)]
+pub struct WriterStats {
+    /// Entries queued and not yet written.
+    pub depth: AtomicUsize,
+    /// Flush latency histogram (µs buckets, see `FLUSH_BUCKETS_US`).
+    pub flush_us: crate::metrics::Histogram,
+}
+
+/// The writer's handle.
+pub struct AuditWriter {
+    queue: SyncSender<Item>,
+    config: WriterConfig,
+    stats: Arc<WriterStats>,
+    forgotten: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Most entries written with one store write.
+const MAX_BATCH: usize = 4096;
+
+impl AuditWriter {
+    /// Starts the writer thread. With a `journal`, a batch is durable once
+    /// the journal is synced; without one, once the store has flushed.
+    pub fn start(
+        store: Arc<dyn Store>,
+        config: WriterConfig,
+        journal: Option<Journal>,
+    ) -> std::io::Result<Self> {
+        let (queue, receiver) = sync_channel(config.queue.max(1));
+        let stats = Arc::new(WriterStats::default());
+        let forgotten = Arc::new(Mutex::new(HashSet::new()));
+        let worker = Worker {
+            journal,
+            store,
+            receiver,
+            config,
+            stats: Arc::clone(&stats),
+            forgotten: Arc::clone(&forgotten),
+        };
+        thread::Builder::new()
+            .name("ward-audit".into())
+            .spawn(move || worker.run())?;
+        Ok(AuditWriter {
+            queue,
+            config,
+            stats,
+            forgotten,
+        })
+    }
+
+    /// Queues a decision entry (waiting while the queue is full); in sync
+    /// mode returns only once it is durable.
+    pub fn append(&self, scope: &str, write: Write) -> Result<(), StoreError> {
+        let done = (self.config.durability == Durability::Sync).then(|| Arc::new(Done::default()));
+        self.stats.depth.fetch_add(1, Ordering::Relaxed);
+        let item = Item::Entry {
+            scope: scope.to_string(),
+            write,
+            done: done.clone(),
+        };
+        if self.queue.send(item).is_err() {
+            return Err(StoreError::Backend(String::from(
+                "the audit writer has stopped",
+            )));
+        }
+        if let Some(done) = done {
+            done.wait();
+        }
+        Ok(())
+    }
+
+    /// Returns once everything queued before this call is durable.
+    pub fn flush(&self) {
+        let done = Arc::new(Done::default());
+        if self.queue.send(Item::Barrier(Arc::clone(&done))).is_ok() {
+            done.wait();
+        }
+    }
+
+    /// Entries for this scope that are still queued are discarded (its
+    /// tenant was deleted).
+    pub fn forget_scope(&self, scope: &str) {
+        self.forgotten
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(scope.to_string());
+        self.flush();
+    }
+
+    /// Measurements.
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+}
+
+struct Worker {
+    journal: Option<Journal>,
+    store: Arc<dyn Store>,
+    receiver: Receiver<Item>,
+    config: WriterConfig,
+    stats: Arc<WriterStats>,
+    forgotten: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Worker {
+    /// Makes `writes` durable: journal synced then store written (flushed
+    /// at checkpoints), or without a journal, store written and flushed.
+    fn persist(&mut self, writes: &[Write]) -> Result<(), StoreError> {
+        let Some(journal) = self.journal.as_mut() else {
+            self.store.write_buffered(writes.to_vec())?;
+            return self.store.flush();
+        };
+        journal
+            .append(writes)
+            .map_err(|err| StoreError::Backend(format!("audit journal: {err}")))?;
+        self.store.write_buffered(writes.to_vec())?;
+        if journal.wants_checkpoint() {
+            self.store.flush()?;
+            journal
+                .truncate()
+                .map_err(|err| StoreError::Backend(format!("audit journal: {err}")))?;
+        }
+        Ok(())
+    }
+    fn run(mut self) {
+        while let Ok(first) = self.receiver.recv() {
+            let mut batch = vec![first];
+            if self.config.durability == Durability::Batched {
+                let deadline = Instant::now() + self.config.flush_interval;
+                while batch.len() < MAX_BATCH {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match self.receiver.recv_timeout(left) {
+                        Ok(item) => {
+                            let barrier = matches!(item, Item::Barrier(_));
+                            batch.push(item);
+                            if barrier {
+                                break;
+                            }
+                        }
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            } else {
+                while batch.len() < MAX_BATCH {
+                    match self.receiver.try_recv() {
+                        Ok(item) => batch.push(item),
+                        Err(_) => break,
+                    }
+                }
+            }
+            self.commit(batch);
+        }
+    }
+
+    /// Writes and flushes one batch, retrying until the store takes it.
+    fn commit(&mut self, batch: Vec<Item>) {
+        let forgotten = self
+            .forgotten
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut writes = Vec::new();
+        let mut waiting = Vec::new();
+        let mut entries = 0;
+        for item in batch {
+            match item {
+                Item::Entry { scope, write, done } => {
+                    entries += 1;
+                    if !forgotten.contains(&scope) {
+                        writes.push(write);
+                    }
+                    waiting.extend(done);
+                }
+                Item::Barrier(done) => waiting.push(done),
+            }
+        }
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let started = Instant::now();
+            let result = if writes.is_empty() {
+                Ok(())
+            } else {
+                self.persist(&writes)
+            };
+            match result {
+                Ok(()) => {
+                    self.stats
+                        .flush_us
+                        .observe(started.elapsed().as_micros() as u64);
+                    break;
+                }
+                Err(err) => {
+                    tracing::error!(%err, "cannot write audit entries; retrying");
+                    thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        self.stats.depth.fetch_sub(entries, Ordering::Relaxed);
+        for done in waiting {
+            done.finish();
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! Per-tenant admission (DESIGN §4 step 3): a token bucket
+//! (`rate_limit_per_sec`, `burst`), a cap on evaluations running at once
+//! (`max_concurrent_evaluations`) and a monthly budget
+//! (`max_decisions_per_month`, counted per calendar month in UTC and
+//! persisted). Each tenant has its own state: one tenant's traffic never
+//! contends with another's.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+use ward_types::{AuditKind, TenantSettings};
+
+use crate::store::{self, Kind, Store, StoreError, Write, scoped_key};
+
+/// Where time comes from; tests substitute their own.
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        ward_types::Timestamp::now().millis()
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    /// A clock showing `ms`.
+    pub fn at(ms: u64) -> Self {
+        ManualClock(AtomicU64::new(ms))
+    }
+
+    /// Moves the clock to `ms`.
+    pub fn set(&self, ms: u64) {
+        self.0.store(ms, Ordering::SeqCst);
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, ms: u64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Why a call was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The token bucket is empty.
+    RateLimited,
+    /// `max_concurrent_evaluations` are running.
+    TooManyEvaluations,
+    /// The month's `max_decisions_per_month` are spent.
+    BudgetExhausted,
+}
+
+impl Refused {
+    const ALL: [Refused; 3] = [
+        Refused::RateLimited,
+        Refused::TooManyEvaluations,
+        Refused::BudgetExhausted,
+    ];
+
+    /// The error code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Refused::RateLimited => "rate_limited",
+            Refused::TooManyEvaluations => "too_many_evaluations",
+            Refused::BudgetExhausted => "budget_exhausted",
+        }
+    }
+
+    /// The audit event kind.
+    pub fn audit_kind(self) -> AuditKind {
+        match self {
+            Refused::RateLimited => AuditKind::RateLimited,
+            Refused::TooManyEvaluations => AuditKind::TooManyEvaluations,
+            Refused::BudgetExhausted => AuditKind::BudgetExhausted,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A refusal and when to try again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// Why.
+    pub reason: Refused,
+    /// Seconds until a retry can succeed (at least 1).
+    pub retry_after_secs: u64,
+    /// The first refusal since the tenant was last admitted: the one that
+    /// is written to the audit log.
+    pub first_of_episode: bool,
+}
+
+struct Bucket {
+    tokens: f64,
+    last_ms: u64,
+}
+
+/// One tenant's admission state and counters.
+pub struct TenantGate {
+    bucket: Mutex<Bucket>,
+    in_flight: AtomicU32,
+    month: AtomicU32,
+    month_decisions: AtomicU64,
+    persisted: AtomicU64,
+    episode: [AtomicBool; 3],
+    /// Decisions by outcome since start: allow, deny, policy error.
+    pub outcomes: [AtomicU64; 3],
+    /// Refusals since start, by [`Refused`].
+    pub refused: [AtomicU64; 3],
+}
+
+/// One permitted evaluation; releases its slot when dropped.
+pub struct Permit {
+    gate: Option<Arc<TenantGate>>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(gate) = &self.gate {
+            gate.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Persisted monthly usage.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct MonthRecord {
+    decisions: u64,
+}
+
+/// The outcome of a decision, for the counters.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome {
+    /// Allowed.
+    Allow,
+    /// Denied by the policy or the pipeline.
+    Deny,
+    /// Denied because the policy failed.
+    Error,
+}
+
+/// Every tenant's gate.
+pub struct Gates {
+    gates: ArcSwap<HashMap<String, Arc<TenantGate>>>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Gates {
+    /// Gates whose monthly counts live in `store`, timed by `clock`.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Gates {
+            gates: ArcSwap::from_pointee(HashMap::new()),
+            store,
+            clock,
+        }
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The tenant's gate, made (and its month's count loaded) on first use.
+    pub fn gate(&self, tenant: &str) -> Arc<TenantGate> {
+        if let Some(gate) = self.gates.load().get(tenant) {
+            return Arc::clone(gate);
+        }
+        let month = month_of(self.clock.now_ms());
+        let count = store::get_json::<MonthRecord>(
+            self.store.as_ref(),
+            Kind::Usage,
+            &usage_key(tenant, month),
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .decisions;
+        let fresh = Arc::new(TenantGate {
+            bucket: Mutex::new(Bucket {
+                tokens: f64::INFINITY,
+                last_ms: self.clock.now_ms(),
+            }),
+            in_flight: AtomicU32::new(0),
+            month: AtomicU32::new(month),
+            month_decisions: AtomicU64::new(count),
+            persisted: AtomicU64::new(count),
+            episode: Default::default(),
+            outcomes: Default::default(),
+            refused: Default::default(),
+        });
+        let mut chosen = Arc::clone(&fresh);
+        self.gates.rcu(|current| {
+            let mut next = (**current).clone();
+            chosen = Arc::clone(
+                next.entry(tenant.to_string())
+                    .or_insert_with(|| Arc::clone(&fresh)),
+            );
+            next
+        });
+        chosen
+    }
+
+    /// Admits `decisions` decisions for `tenant` under `settings`, or says
+    /// why not and when to retry.
+    pub fn admit(
+        &self,
+        tenant: &str,
+        settings: &TenantSettings,
+        decisions: u32,
+    ) -> Result<Permit, Refusal> {
+        let gate = self.gate(tenant);
+        let now = self.clock.now_ms();
+        let refuse = |reason: Refused, retry_after_secs: u64| {
+            gate.refused[reason.index()].fetch_add(1, Ordering::Relaxed);
+            Refusal {
+                reason,
+                retry_after_secs: retry_after_secs.max(1),
+                first_of_episode: !gate.episode[reason.index()].swap(true, Ordering::AcqRel),
+            }
+        };
+
+        let month = month_of(now);
+        if gate.month.swap(month, Ordering::AcqRel) != month {
+            gate.month_decisions.store(0, Ordering::Release);
+            gate.persisted.store(u64::MAX, Ordering::Release);
+        }
+        if let Some(max) = settings.max_decisions_per_month
+            && gate.month_decisions.load(Ordering::Acquire) + u64::from(decisions) > max
+        {
+            let next = start_of_next_month(now);
+            return Err(refuse(
+                Refused::BudgetExhausted,
+                (next - now).div_ceil(1000),
+            ));
+        }
+
+        let running = gate.in_flight.fetch_add(1, Ordering::AcqRel);
+        if running >= settings.max_concurrent_evaluations {
+            gate.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(refuse(Refused::TooManyEvaluations, 1));
+        }
+        let permit = Permit {
+            gate: Some(Arc::clone(&gate)),
+        };
+
+        {
+            let rate = f64::from(settings.rate_limit_per_sec);
+            let burst = f64::from(settings.burst);
+            let mut bucket = gate.bucket.lock().unwrap_or_else(PoisonError::into_inner);
+            let elapsed = now.saturating_sub(bucket.last_ms) as f64 / 1000.0;
+            bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
+            bucket.last_ms = now;
+            let wanted = f64::from(decisions);
+            if bucket.tokens < wanted {
+                let wait = ((wanted - bucket.tokens) / rate).ceil() as u64;
+                drop(bucket);
+                return Err(refuse(Refused::RateLimited, wait));
+            }
+            bucket.tokens -= wanted;
+        }
+
+        gate.month_decisions
+            .fetch_add(u64::from(decisions), Ordering::AcqRel);
+        for flag in &gate.episode {
+            flag.store(false, Ordering::Release);
+        }
+        Ok(permit)
+    }
+
+    /// A permit that counts nothing (decisions that need no admission).
+    pub fn unlimited() -> Permit {
+        Permit { gate: None }
+    }
+
+    /// Counts one decision's outcome.
+    pub fn record(&self, tenant: &str, outcome: Outcome) {
+        self.gate(tenant).outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// This month's usage of `tenant`.
+    pub fn usage(&self, tenant: &str, settings: &TenantSettings) -> ward_types::Usage {
+        let gate = self.gate(tenant);
+        let now = self.clock.now_ms();
+        let month = month_of(now);
+        let decisions = if gate.month.load(Ordering::Acquire) == month {
+            gate.month_decisions.load(Ordering::Acquire)
+        } else {
+            0
+        };
+        ward_types::Usage {
+            month: format!("{:04}-{:02}", month / 100, month % 100),
+            decisions,
+            max_decisions_per_month: settings.max_decisions_per_month,
+            rate_limit_per_sec: settings.rate_limit_per_sec,
+            burst: settings.burst,
+            max_concurrent_evaluations: settings.max_concurrent_evaluations,
+            evaluations_running: gate.in_flight.load(Ordering::Acquire),
+            rate_limited: gate.refused[Refused::RateLimited.index()].load(Ordering::Relaxed),
+            too_many_evaluations: gate.refused[Refused::TooManyEvaluations.index()]
+                .load(Ordering::Relaxed),
+            budget_exhausted: gate.refused[Refused::BudgetExhausted.index()]
+                .load(Ordering::Relaxed),
+        }
+    }
+
+    /// Writes every changed monthly count to the store (durably).
+    pub fn persist(&self) -> Result<(), StoreError> {
+        let mut writes = Vec::new();
+        for (tenant, gate) in self.gates.load().iter() {
+            let count = gate.month_decisions.load(Ordering::Acquire);
+            if gate.persisted.swap(count, Ordering::AcqRel) != count {
+                let key = usage_key(tenant, gate.month.load(Ordering::Acquire));
+                writes.push(Write::put_json(
+                    Kind::Usage,
+                    key,
+                    &MonthRecord { decisions: count },
+                )?);
+            }
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.store.write(writes)
+    }
+
+    /// Forgets a deleted tenant.
+    pub fn forget(&self, tenant: &str) {
+        self.gates.rcu(|current| {
+            let mut next = (**current).clone();
+            next.remove(tenant);
+            next
+        });
+    }
+
+    /// Every tenant's gate, for the metrics.
+    pub fn all(&self) -> Arc<HashMap<String, Arc<TenantGate>>> {
+        self.gates.load_full()
+    }
+
+    /// Names every refusal kind, for the metrics.
+    pub fn refusal_codes() -> [&'static str; 3] {
+        Refused::ALL.map(Refused::code)
+    }
+}
+
+fn usage_key(tenant: &str, month: u32) -> String {
+    scoped_key(tenant, &format!("{:04}-{:02}", month / 100, month % 100))
+}
+
+/// (year, month) of a day count since 1970-01-01 (proleptic Gregorian).
+fn civil(days: i64) -> (i64, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month)
+}
+
+/// Days since 1970-01-01 of the first day of `year`-`month`.
+fn days_from_civil(year: i64, month: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `yyyymm` of a time.
+pub fn month_of(ms: u64) -> u32 {
+    let (year, month) = civil((ms / 86_400_000) as i64);
+    (year * 100) as u32 + month
+}
+
+/// The first millisecond of the next calendar month (UTC).
+pub fn start_of_next_month(ms: u64) -> u64 {
+    let (year, month) = civil((ms / 86_400_000) as i64);
+    let (year, month) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
+    (days_from_civil(year, month) * 86_400_000) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calendar_months_in_utc() {
+        // 2026-11-22T09:00:00Z
+        let t = 1_795_338_000_000;
+        assert_eq!(month_of(t), 202611);
+        assert_eq!(start_of_next_month(t), 1_796_083_200_000); // 2026-12-01
+        assert_eq!(month_of(1_796_083_200_000 - 1), 202611);
+        assert_eq!(month_of(1_796_083_200_000), 202612);
+        // December rolls into January.
+        let dec = 1_798_675_200_000; // 2026-12-31T00:00:00Z
+        assert_eq!(month_of(dec), 202612);
+        assert_eq!(month_of(start_of_next_month(dec)), 202701);
+        assert_eq!(month_of(0), 197001);
+        // 2024-02-29 (leap day)
+        assert_eq!(month_of(1_709_164_800_000), 202402);
+    }
+}

@@ -1,0 +1,463 @@
+//! Audit that never drops, per-tenant limits, usage and metrics.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use ward::audit::AuditLog;
+use ward::limits::ManualClock;
+use ward::registry::{Admission, Registry, ScopeId};
+use ward::store::{SledStore, Store};
+use ward_types::{CreateTenant, TenantKind};
+
+use crate::server::{Body, OPERATOR, TestServer};
+use crate::support::{guest, shared_sandbox};
+
+async fn tenant_with(server: &TestServer, slug: &str, settings: Value) -> String {
+    let (_, admin, _) = server.tenant(slug).await;
+    let patched = server
+        .call(
+            "PATCH",
+            &format!("/v1/tenants/{slug}"),
+            Some(OPERATOR),
+            None,
+            Body::Json(json!({"settings": settings})),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    let agent = json!({"type": "ai_agent", "permissions": [{"resource": "*", "actions": ["*"]}]});
+    assert_eq!(
+        server.put("/v1/agents/bot", &admin, agent).await.status,
+        201
+    );
+    admin
+}
+
+fn decision() -> Value {
+    json!({"agent": "bot", "action": "read", "resource": "doc:1"})
+}
+
+async fn audit_ids(server: &TestServer, key: &str, kind: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = server
+            .get(&format!("/v1/audit?kind={kind}&limit=1000{cursor}"), key)
+            .await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        ids.extend(
+            page.body["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().to_string()),
+        );
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return ids,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_is_hit_audited_once_and_recovered() {
+    let server = TestServer::start().await;
+    let key = tenant_with(
+        &server,
+        "acme",
+        json!({"rate_limit_per_sec": 2, "burst": 3}),
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(
+            server.post("/v1/authorize", &key, decision()).await.status,
+            200
+        );
+    }
+    for _ in 0..5 {
+        let refused = server.post("/v1/authorize", &key, decision()).await;
+        assert_eq!((refused.status, refused.code()), (429, "rate_limited"));
+        let retry: u64 = refused.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=2).contains(&retry), "{retry}");
+    }
+    assert_eq!(
+        audit_ids(&server, &key, "rate_limited").await.len(),
+        1,
+        "one event per episode"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        server.post("/v1/authorize", &key, decision()).await.status,
+        200,
+        "recovered"
+    );
+    let usage = server.get("/v1/usage", &key).await;
+    assert_eq!(usage.body["rate_limited"], 5);
+    assert_eq!(usage.body["decisions"], 4);
+    assert_eq!(usage.body["rate_limit_per_sec"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_limit_is_hit_and_recovered() {
+    let server = TestServer::start().await;
+    let key = tenant_with(
+        &server,
+        "acme",
+        json!({"max_concurrent_evaluations": 1, "sandbox": {"timeout_ms": 5000}}),
+    )
+    .await;
+    assert_eq!(
+        server
+            .upload("/v1/policies/slow", &key, guest("spin"))
+            .await
+            .status,
+        201
+    );
+    server
+        .put("/v1/policies/slow/config", &key, json!({"spin_ms": 600}))
+        .await;
+    server
+        .put(
+            "/v1/agents/slowpoke",
+            &key,
+            json!({"type": "ai_agent", "policy": "slow"}),
+        )
+        .await;
+
+    let slow = json!({"agent": "slowpoke", "action": "read", "resource": "doc:1"});
+    let (first, second) = tokio::join!(server.post("/v1/authorize", &key, slow.clone()), async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        server.post("/v1/authorize", &key, decision()).await
+    });
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        (second.status, second.code()),
+        (429, "too_many_evaluations")
+    );
+    assert_eq!(second.headers["retry-after"], "1");
+    assert_eq!(
+        server.post("/v1/authorize", &key, decision()).await.status,
+        200,
+        "recovered"
+    );
+    assert_eq!(
+        audit_ids(&server, &key, "too_many_evaluations").await.len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monthly_budget_is_hit_over_http() {
+    let server = TestServer::start().await;
+    let key = tenant_with(&server, "acme", json!({"max_decisions_per_month": 2})).await;
+    assert_eq!(
+        server.post("/v1/authorize", &key, decision()).await.status,
+        200
+    );
+    let batch = json!({"items": [decision(), decision()]});
+    let over = server.post("/v1/authorize/batch", &key, batch).await;
+    assert_eq!(
+        (over.status, over.code()),
+        (429, "budget_exhausted"),
+        "a batch counts each item"
+    );
+    assert_eq!(
+        server.post("/v1/authorize", &key, decision()).await.status,
+        200
+    );
+    let spent = server
+        .post(
+            "/access/v1/evaluation",
+            &key,
+            json!({"subject": {"type": "agent", "id": "bot"},
+        "action": {"name": "read"}, "resource": {"type": "doc", "id": "1"}}),
+        )
+        .await;
+    assert_eq!((spent.status, spent.code()), (429, "budget_exhausted"));
+    let retry: u64 = spent.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=31 * 86_400).contains(&retry));
+    let usage = server.get("/v1/usage", &key).await;
+    assert_eq!(
+        (
+            usage.body["decisions"].clone(),
+            usage.body["max_decisions_per_month"].clone()
+        ),
+        (json!(2), json!(2))
+    );
+}
+
+fn registry_at(dir: &std::path::Path, clock: Arc<ManualClock>) -> Registry {
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
+    let audit = Arc::new(AuditLog::new(Arc::clone(&store)).unwrap());
+    Registry::open_with_clock(store, Arc::clone(shared_sandbox()), audit, clock).unwrap()
+}
+
+fn create(registry: &Registry, slug: &str, settings: Value) -> String {
+    registry
+        .create_tenant(
+            CreateTenant {
+                slug: slug.into(),
+                name: slug.into(),
+                kind: TenantKind::Organization,
+                settings: settings.as_object().cloned(),
+            },
+            "operator",
+        )
+        .unwrap()
+        .id
+}
+
+#[test]
+fn the_budget_rolls_over_with_the_month_and_survives_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    // 2026-11-30T23:59:00Z
+    let clock = Arc::new(ManualClock::at(1_796_083_140_000));
+    let registry = registry_at(dir.path(), Arc::clone(&clock));
+    let tenant = create(&registry, "acme", json!({"max_decisions_per_month": 3}));
+    for _ in 0..2 {
+        drop(registry.admit(&tenant, 1, "t").map_err(|_| ()).unwrap());
+    }
+    registry.persist_usage().unwrap();
+    drop(registry);
+
+    let registry = registry_at(dir.path(), Arc::clone(&clock));
+    assert_eq!(
+        registry.usage(&tenant).unwrap().decisions,
+        2,
+        "persisted across a restart"
+    );
+    drop(registry.admit(&tenant, 1, "t").map_err(|_| ()).unwrap());
+    match registry.admit(&tenant, 1, "t") {
+        Err(Admission::Refused(refusal)) => {
+            assert_eq!(refusal.reason.code(), "budget_exhausted");
+            assert_eq!(refusal.retry_after_secs, 60, "one minute to December");
+        }
+        _ => panic!("the fourth decision of November must be refused"),
+    }
+    clock.advance(60_000);
+    assert!(
+        registry.admit(&tenant, 1, "t").is_ok(),
+        "December starts a new budget"
+    );
+    let usage = registry.usage(&tenant).unwrap();
+    assert_eq!((usage.month.as_str(), usage.decisions), ("2026-12", 1));
+}
+
+#[test]
+fn retention_prunes_only_what_is_past_each_tenants_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::at(ward_types::Timestamp::now().millis()));
+    let registry = registry_at(dir.path(), Arc::clone(&clock));
+    let short = create(&registry, "short", json!({"audit_retention_days": 30}));
+    let long = create(&registry, "long", json!({"audit_retention_days": 365}));
+    for tenant in [&short, &long] {
+        registry
+            .put_agent(
+                &ScopeId::Tenant(tenant.clone()),
+                "bot",
+                serde_json::from_value(json!({"type": "t"})).unwrap(),
+                "t",
+            )
+            .unwrap();
+    }
+    registry.audit().flush();
+    let count = |tenant: &str| {
+        registry
+            .audit()
+            .query(tenant, &Default::default())
+            .unwrap()
+            .entries
+            .len()
+    };
+    let (before_short, before_long) = (count(&short), count(&long));
+    assert!(before_short >= 2 && before_long >= 2);
+
+    assert_eq!(registry.prune_audit().unwrap(), 0, "nothing is old yet");
+    clock.advance(31 * 86_400_000);
+    assert_eq!(registry.prune_audit().unwrap(), before_short);
+    assert_eq!(count(&short), 0);
+    assert_eq!(count(&long), before_long);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_decisions_from_32_clients_are_all_in_the_log() {
+    let server = Arc::new(TestServer::start().await);
+    let key = tenant_with(
+        &server,
+        "acme",
+        json!({"rate_limit_per_sec": 1000000, "burst": 1000000}),
+    )
+    .await;
+    let mut clients = Vec::new();
+    for client in 0..32 {
+        let (server, key) = (Arc::clone(&server), key.clone());
+        clients.push(tokio::spawn(async move {
+            let calls = 10_000 / 32 + usize::from(client < 10_000 % 32);
+            let mut ids = Vec::with_capacity(calls);
+            for _ in 0..calls {
+                let reply = server.post("/v1/authorize", &key, decision()).await;
+                assert_eq!(reply.status, 200, "{}", reply.body);
+                ids.push(reply.body["decision_id"].as_str().unwrap().to_string());
+            }
+            ids
+        }));
+    }
+    let mut answered = HashSet::new();
+    for client in clients {
+        answered.extend(client.await.unwrap());
+    }
+    assert_eq!(answered.len(), 10_000);
+    // Batched mode: every entry is durable within the flush interval.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let logged = audit_ids(&server, &key, "decision").await;
+    assert_eq!(logged.len(), 10_000);
+    assert_eq!(logged.into_iter().collect::<HashSet<_>>(), answered);
+
+    let metrics = server.call("GET", "/metrics", None, None, Body::None).await;
+    let text = metrics.body.as_str().unwrap();
+    assert!(text.contains("outcome=\"allow\"} 10000"), "{text}");
+    assert!(text.contains("ward_decision_duration_seconds_count 10000"));
+    assert!(text.contains("ward_audit_queue_depth 0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_leave_tenants_out() {
+    let server = TestServer::start_with("[metrics]\ntenant_labels = false\n").await;
+    let key = tenant_with(&server, "acme", json!({})).await;
+    server.post("/v1/authorize", &key, decision()).await;
+    let metrics = server.call("GET", "/metrics", None, None, Body::None).await;
+    let text = metrics.body.as_str().unwrap();
+    assert!(
+        text.contains("ward_decisions_total{outcome=\"allow\"} 1"),
+        "{text}"
+    );
+    assert!(!text.contains("tenant=\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_sync_mode_every_answered_decision_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ward.toml");
+    std::fs::write(&config, "[audit]\ndurability = \"sync\"\n").unwrap();
+    let start = |dir: &std::path::Path| {
+        let (child, base, _) =
+            crate::support::spawn_ward(&dir.join("data"), Some(&config), Some(OPERATOR));
+        (child, base)
+    };
+    let (mut child, base) = start(dir.path());
+    let http = reqwest::Client::new();
+    let post = |path: &str, token: &str, body: Value| {
+        http.post(format!("{base}{path}"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    post(
+        "/v1/tenants",
+        OPERATOR,
+        json!({"slug": "acme", "name": "Acme"}),
+    )
+    .await
+    .unwrap();
+    let key: Value = post(
+        "/v1/tenants/acme/keys",
+        OPERATOR,
+        json!({"name": "k", "role": "admin"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let key = key["secret"].as_str().unwrap().to_string();
+    http.put(format!("{base}/v1/agents/bot"))
+        .bearer_auth(&key)
+        .json(&json!({"type": "ai_agent", "permissions": [{"resource": "*", "actions": ["*"]}]}))
+        .send()
+        .await
+        .unwrap();
+
+    let answered = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (http, base, key, answered) = (
+            http.clone(),
+            base.clone(),
+            key.clone(),
+            Arc::clone(&answered),
+        );
+        clients.push(tokio::spawn(async move {
+            loop {
+                let reply = http
+                    .post(format!("{base}/v1/authorize"))
+                    .bearer_auth(&key)
+                    .json(&decision())
+                    .send()
+                    .await;
+                let Ok(reply) = reply else { return };
+                let Ok(body) = reply.json::<Value>().await else {
+                    return;
+                };
+                if let Some(id) = body["decision_id"].as_str() {
+                    answered.lock().unwrap().push(id.to_string());
+                }
+            }
+        }));
+    }
+    while answered.lock().unwrap().len() < 300 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    child.kill();
+    for client in clients {
+        let _ = client.await;
+    }
+    let in_order: Vec<String> = answered.lock().unwrap().clone();
+    let answered: HashSet<String> = in_order.iter().cloned().collect();
+    assert!(answered.len() >= 300);
+
+    let (mut child, base) = start(dir.path());
+    let mut logged = HashSet::new();
+    let mut cursor = String::new();
+    loop {
+        let page: Value = http
+            .get(format!("{base}/v1/audit?kind=decision&limit=1000{cursor}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        logged.extend(
+            page["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    child.kill();
+    let lost: Vec<usize> = in_order
+        .iter()
+        .enumerate()
+        .filter(|(_, id)| !logged.contains(*id))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "answered decisions missing from the log at positions {lost:?} of {}",
+        in_order.len()
+    );
+}
