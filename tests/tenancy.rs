@@ -285,6 +285,18 @@ fn agents_are_validated_typed_and_counted() {
         code(registry.delete_agent(&a, "bot-2", OP).unwrap_err()),
         "not_found"
     );
+    let refusals = registry
+        .audit()
+        .query(
+            a.key(),
+            &AuditQuery {
+                kind: Some(AuditKind::QuotaExceeded),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(refusals.entries.len(), 1);
+    assert_eq!(refusals.entries[0].target.as_deref(), Some("bot-3"));
 }
 
 #[test]

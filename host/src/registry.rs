@@ -406,6 +406,30 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Passes `result` on, writing a `quota_exceeded` event to the scope's
+    /// audit log when it is that refusal.
+    fn audit_quota<T>(
+        &self,
+        scope: &ScopeId,
+        actor: &str,
+        target: &str,
+        result: Result<T>,
+    ) -> Result<T> {
+        if let Err(RegistryError::QuotaExceeded(message)) = &result {
+            let details = serde_json::json!({"message": message});
+            self.audit_event(
+                scope,
+                actor,
+                ward_types::AuditKind::QuotaExceeded,
+                Some(target),
+                details,
+            )?;
+        }
+        result
+    }
+}
+
 /// Refuses one more object when a tenant already has `limit` of them
 /// (the global scope has no such limit).
 fn check_count(current: usize, limit: Option<u64>, what: &str) -> Result<()> {

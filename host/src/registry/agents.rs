@@ -26,6 +26,17 @@ impl Registry {
         body: PutAgent,
         actor: &str,
     ) -> Result<(Agent, bool)> {
+        let result = self.write_agent(scope, name, body, actor);
+        self.audit_quota(scope, actor, name, result)
+    }
+
+    fn write_agent(
+        &self,
+        scope: &ScopeId,
+        name: &str,
+        body: PutAgent,
+        actor: &str,
+    ) -> Result<(Agent, bool)> {
         check_name("agent", name)?;
         check_agent_body(&body)?;
         let settings = self.settings_of(scope)?;

@@ -22,6 +22,17 @@ impl Registry {
         value: Value,
         actor: &str,
     ) -> Result<DataDocument> {
+        let result = self.write_data(scope, key, value, actor);
+        self.audit_quota(scope, actor, key, result)
+    }
+
+    fn write_data(
+        &self,
+        scope: &ScopeId,
+        key: &str,
+        value: Value,
+        actor: &str,
+    ) -> Result<DataDocument> {
         check_name("data", key)?;
         let size = value.to_string().len() as u64;
         if size > MAX_DOCUMENT_BYTES as u64 {

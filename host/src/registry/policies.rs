@@ -31,6 +31,18 @@ impl Registry {
         activate: bool,
         actor: &str,
     ) -> Result<UploadedPolicy> {
+        let result = self.store_policy(scope, name, module, activate, actor);
+        self.audit_quota(scope, actor, name, result)
+    }
+
+    fn store_policy(
+        &self,
+        scope: &ScopeId,
+        name: &str,
+        module: &[u8],
+        activate: bool,
+        actor: &str,
+    ) -> Result<UploadedPolicy> {
         check_name("policy", name)?;
         let settings = self.settings_of(scope)?;
         let max_bytes = settings.as_ref().map_or(usize::MAX, |s| {
