@@ -57,6 +57,14 @@ fn agent_body(pairs: &[(&str, &[&str])]) -> PutAgent {
     }
 }
 
+/// An agent with no grants whose decisions `policy` makes.
+fn bound_to(policy: &str) -> PutAgent {
+    PutAgent {
+        policy: Some(policy.into()),
+        ..agent_body(&[])
+    }
+}
+
 fn ask(subject: &str, action: &str, resource: &str) -> AuthorizeRequest {
     let (kind, id) = resource.split_once(':').unwrap();
     AuthorizeRequest {
@@ -420,17 +428,7 @@ fn identical_modules_are_stored_once_and_shared_between_scopes() {
         "still used by globex"
     );
     assert!(decide(&registry, &b, "x", "read", "doc:1").response.reasons == vec!["unknown_agent"]);
-    registry
-        .put_agent(
-            &b,
-            "bot",
-            PutAgent {
-                policy: Some("q".into()),
-                ..agent_body(&[])
-            },
-            OP,
-        )
-        .unwrap();
+    registry.put_agent(&b, "bot", bound_to("q"), OP).unwrap();
     assert!(
         decide(&registry, &b, "bot", "read", "doc:1")
             .response
@@ -629,15 +627,7 @@ fn a_global_policy_runs_in_the_calling_tenants_sandbox_with_its_data() {
         .unwrap();
     for scope in [&a, &b] {
         registry
-            .put_agent(
-                scope,
-                "bot",
-                PutAgent {
-                    policy: Some("probe".into()),
-                    ..agent_body(&[])
-                },
-                OP,
-            )
+            .put_agent(scope, "bot", bound_to("probe"), OP)
             .unwrap();
     }
 
@@ -665,15 +655,7 @@ fn a_global_policy_runs_in_the_calling_tenants_sandbox_with_its_data() {
         .unwrap();
     for scope in [&a, &b] {
         registry
-            .put_agent(
-                scope,
-                "hungry",
-                PutAgent {
-                    policy: Some("bomb".into()),
-                    ..agent_body(&[])
-                },
-                OP,
-            )
+            .put_agent(scope, "hungry", bound_to("bomb"), OP)
             .unwrap();
     }
     let small = decide(&registry, &a, "hungry", "read", "doc:1").response;
@@ -846,17 +828,7 @@ fn activation_is_atomic_and_in_flight_decisions_finish_on_their_version() {
     registry
         .upload_policy(&a, "main", &guest("permissions"), false, OP)
         .unwrap();
-    registry
-        .put_agent(
-            &a,
-            "bot",
-            PutAgent {
-                policy: Some("main".into()),
-                ..agent_body(&[])
-            },
-            OP,
-        )
-        .unwrap();
+    registry.put_agent(&a, "bot", bound_to("main"), OP).unwrap();
 
     std::thread::scope(|scope| {
         let slow = scope.spawn(|| decide(&registry, &a, "bot", "read", "x:1"));
@@ -962,15 +934,7 @@ fn isolation_matrix_nothing_of_one_tenant_is_visible_to_another() {
         vec!["unknown_agent"]
     );
     registry
-        .put_agent(
-            &b,
-            "b-bot",
-            PutAgent {
-                policy: Some("a-policy".into()),
-                ..agent_body(&[])
-            },
-            OP,
-        )
+        .put_agent(&b, "b-bot", bound_to("a-policy"), OP)
         .unwrap();
     assert_eq!(
         decide(&registry, &b, "b-bot", "read", "x:1")
@@ -986,15 +950,7 @@ fn isolation_matrix_nothing_of_one_tenant_is_visible_to_another() {
         .configure_policy(&b, "b-policy", json!({"data_keys": ["a-doc"]}), OP)
         .unwrap();
     registry
-        .put_agent(
-            &b,
-            "b-bot",
-            PutAgent {
-                policy: Some("b-policy".into()),
-                ..agent_body(&[])
-            },
-            OP,
-        )
+        .put_agent(&b, "b-bot", bound_to("b-policy"), OP)
         .unwrap();
     let seen = decide(&registry, &b, "b-bot", "read", "x:1").response;
     assert_eq!(seen.context["data"]["a-doc"], Value::Null);
