@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use ward::audit::writer::Durability;
 use ward::config::Config;
 use ward::server::Ward;
 
@@ -28,13 +29,14 @@ struct Server {
     _dir: tempfile::TempDir,
 }
 
-async fn start(durability: &str) -> Server {
+async fn start(durability: Durability) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let toml = format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n[audit]\ndurability = \"{durability}\"\n",
+        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n",
         dir.path().display().to_string()
     );
-    let config = Config::from_toml(&toml).unwrap();
+    let mut config = Config::from_toml(&toml).unwrap();
+    config.audit.durability = durability;
     let ward = tokio::task::block_in_place(|| Ward::open(&config, Some(OPERATOR))).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -156,19 +158,28 @@ fn main() {
 
         println!("== authorize throughput, 16 clients, {RUN:?} each");
         let mut rates = Vec::new();
-        for mode in ["batched", "sync"] {
+        for (name, mode) in [
+            ("off", Durability::DiscardForBenchmarks),
+            ("batched", Durability::Batched),
+            ("sync", Durability::Sync),
+        ] {
             let server = Arc::new(start(mode).await);
             let key = server.tenant("load", unlimited.clone()).await;
             let rate = throughput(&server, &key, 16).await;
-            println!("audit {mode:<8} {rate:>9.0} decisions/s");
+            println!("audit {name:<8} {rate:>9.0} decisions/s");
             rates.push(rate);
         }
-        println!("sync / batched = {:.2}", rates[1] / rates[0]);
+        println!(
+            "batched / off = {:.2}, sync / off = {:.2}, sync / batched = {:.2}",
+            rates[1] / rates[0],
+            rates[2] / rates[0],
+            rates[2] / rates[1]
+        );
 
         println!(
             "\n== noisy neighbour: tenant B at 200/s; tenant A flooding past 100/s with 16 clients"
         );
-        let server = Arc::new(start("batched").await);
+        let server = Arc::new(start(Durability::Batched).await);
         let b = server.tenant("steady", unlimited.clone()).await;
         let a = server
             .tenant("noisy", json!({"rate_limit_per_sec": 100, "burst": 100}))
