@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use ward_types::{AuthorizeRequest, DecisionResponse};
 
-use super::decide::{MAX_BATCH, check_request, decide_all};
+use super::decide::{MAX_BATCH, check_request, decide_one};
 use super::extract::ApiJson;
 use super::{ApiError, AppState, blocking};
 use crate::auth::Caller;
@@ -56,10 +56,7 @@ pub async fn evaluation(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<axum::Json<Evaluation>, ApiError> {
     let request = to_request(body).map_err(|m| ApiError::bad_request("invalid_input", m))?;
-    let mut decisions = decide_all(&state, &caller, vec![request]).await?;
-    let decision = decisions
-        .pop()
-        .ok_or_else(|| ApiError::internal("no decision"))?;
+    let decision = decide_one(&state, &caller, request).await?;
     Ok(axum::Json(decision.into()))
 }
 
@@ -121,10 +118,7 @@ pub async fn evaluations(
     if items.is_empty() {
         let request = to_request(Value::Object(defaults))
             .map_err(|m| ApiError::bad_request("invalid_input", m))?;
-        let mut decisions = decide_all(&state, &caller, vec![request]).await?;
-        let decision = decisions
-            .pop()
-            .ok_or_else(|| ApiError::internal("no decision"))?;
+        let decision = decide_one(&state, &caller, request).await?;
         return Ok(axum::Json(Evaluation::from(decision)).into_response());
     }
     if items.len() > MAX_BATCH {

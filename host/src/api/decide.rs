@@ -94,6 +94,18 @@ pub async fn decide_all(
     .await
 }
 
+/// Decides one request for the caller's tenant.
+pub async fn decide_one(
+    state: &AppState,
+    caller: &Caller,
+    request: AuthorizeRequest,
+) -> Result<DecisionResponse, ApiError> {
+    decide_all(state, caller, vec![request])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::internal("no decision"))
+}
+
 /// Decide one request. A deny is a 200 like an allow.
 #[utoipa::path(post, path = "/v1/authorize", tag = "authorize", request_body = AuthorizeRequest,
     responses((status = 200, body = DecisionResponse)))]
@@ -104,11 +116,7 @@ pub async fn authorize(
 ) -> Result<axum::Json<DecisionResponse>, ApiError> {
     let request =
         parse_request(body).map_err(|message| ApiError::bad_request("invalid_input", message))?;
-    let mut decisions = decide_all(&state, &caller, vec![request]).await?;
-    decisions
-        .pop()
-        .map(axum::Json)
-        .ok_or_else(|| ApiError::internal("no decision"))
+    decide_one(&state, &caller, request).await.map(axum::Json)
 }
 
 /// Body of a native batch.
