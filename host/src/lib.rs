@@ -13,6 +13,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod authorize;
+pub mod cases;
 pub mod config;
 pub mod ids;
 pub mod limits;

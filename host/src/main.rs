@@ -1,6 +1,10 @@
-//! The `ward` command.
+//! The `ward` command: the server, and a client of its HTTP API for
+//! operators and policy authors.
+
+mod cli;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -8,9 +12,13 @@ use tracing_subscriber::EnvFilter;
 use ward::config::Config;
 use ward::server::Ward;
 
+use cli::{AgentCommand, AuditCommand, DataCommand, KeyCommand, PolicyCommand, TenantCommand};
+
 #[derive(Parser)]
 #[command(name = "ward", version, about = "Multi-tenant WebAssembly policy host")]
 struct Cli {
+    #[command(flatten)]
+    remote: cli::Remote,
     #[command(subcommand)]
     command: Command,
 }
@@ -29,21 +37,62 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Tenants (operator token).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Agents.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Policies: scaffold, build, test locally, push, manage versions.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Data documents.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// This month's decisions and the tenant's limits.
+    Usage,
+    /// Ask for one decision. Exit code 0: allowed, 1: denied, 2: error.
+    Check(cli::CheckArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let serving = matches!(cli.command, Command::Serve { .. });
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            // The client commands print their own output; only the server
+            // logs at info.
+            EnvFilter::new(if serving { "info" } else { "warn" })
+        }))
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    let result = match cli.command {
         Command::Serve {
             listen,
             data_dir,
             config,
-        } => serve(listen, data_dir, config),
+        } => serve(listen, data_dir, config).map(|()| ExitCode::SUCCESS),
+        Command::Tenant(command) => cli::run(&cli.remote, |c| cli::tenant(c, command)),
+        Command::Key(command) => cli::run(&cli.remote, |c| cli::key(c, command)),
+        Command::Agent(command) => cli::run(&cli.remote, |c| cli::agent(c, command)),
+        Command::Policy(command) => cli::policy(&cli.remote, command),
+        Command::Data(command) => cli::run(&cli.remote, |c| cli::data(c, command)),
+        Command::Audit(command) => cli::run(&cli.remote, |c| cli::audit(c, command)),
+        Command::Usage => cli::run(&cli.remote, cli::usage),
+        Command::Check(args) => cli::run(&cli.remote, |c| cli::check(c, args)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {}", cli::one_line(&err));
+            cli::EXIT_ERROR.into()
+        }
     }
 }
 

@@ -1,69 +1,48 @@
 //! Reading the audit log.
 
 use axum::extract::{Query, State};
-use serde::Deserialize;
-use ward_types::{AuditKind, AuditPage, Timestamp};
+use ward_types::{AuditKind, AuditPage, AuditQuery as AuditParams, Timestamp};
 
 use super::{ApiError, AppState, blocking};
 use crate::audit::AuditQuery;
 use crate::auth::Caller;
 
-/// Filters of `GET /v1/audit` (all optional).
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-pub struct AuditParams {
-    /// `decision`, `agent_put`, `admin_cross_tenant_access`…
-    kind: Option<String>,
-    /// Only decisions about this agent.
-    agent: Option<String>,
-    /// `true` or `false`: only decisions with this outcome.
-    decision: Option<String>,
-    /// RFC 3339: entries at or after.
-    since: Option<String>,
-    /// RFC 3339: entries at or before.
-    until: Option<String>,
-    /// Page size, 1–1000 (default 100).
-    limit: Option<String>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-}
-
-impl AuditParams {
-    fn parse(self) -> Result<AuditQuery, ApiError> {
-        let bad = |what: &str| ApiError::bad_request("invalid_input", what.to_string());
-        let time = |text: Option<String>, name: &str| {
-            text.map(|t| {
-                Timestamp::parse(&t).ok_or_else(|| bad(&format!("{name} must be an RFC 3339 time")))
-            })
-            .transpose()
-        };
-        Ok(AuditQuery {
-            since: time(self.since, "since")?,
-            until: time(self.until, "until")?,
-            kind: self
-                .kind
-                .map(|k| {
-                    serde_json::from_value::<AuditKind>(serde_json::Value::String(k))
-                        .map_err(|_| bad("kind is not an audit entry kind"))
-                })
-                .transpose()?,
-            agent: self.agent,
-            decision: self
-                .decision
-                .map(|d| {
-                    d.parse::<bool>()
-                        .map_err(|_| bad("decision must be true or false"))
-                })
-                .transpose()?,
-            limit: self
-                .limit
-                .map(|l| {
-                    l.parse::<usize>()
-                        .map_err(|_| bad("limit must be a number"))
-                })
-                .transpose()?,
-            cursor: self.cursor,
+/// Checks the query parameters of an audit read.
+fn parse(params: AuditParams) -> Result<AuditQuery, ApiError> {
+    let bad = |what: &str| ApiError::bad_request("invalid_input", what.to_string());
+    let time = |text: Option<String>, name: &str| {
+        text.map(|t| {
+            Timestamp::parse(&t).ok_or_else(|| bad(&format!("{name} must be an RFC 3339 time")))
         })
-    }
+        .transpose()
+    };
+    Ok(AuditQuery {
+        since: time(params.since, "since")?,
+        until: time(params.until, "until")?,
+        kind: params
+            .kind
+            .map(|k| {
+                serde_json::from_value::<AuditKind>(serde_json::Value::String(k))
+                    .map_err(|_| bad("kind is not an audit entry kind"))
+            })
+            .transpose()?,
+        agent: params.agent,
+        decision: params
+            .decision
+            .map(|d| {
+                d.parse::<bool>()
+                    .map_err(|_| bad("decision must be true or false"))
+            })
+            .transpose()?,
+        limit: params
+            .limit
+            .map(|l| {
+                l.parse::<usize>()
+                    .map_err(|_| bad("limit must be a number"))
+            })
+            .transpose()?,
+        cursor: params.cursor,
+    })
 }
 
 /// The tenant's audit log, newest first.
@@ -93,7 +72,7 @@ async fn read(
     scope: String,
     params: AuditParams,
 ) -> Result<axum::Json<AuditPage>, ApiError> {
-    let query = params.parse()?;
+    let query = parse(params)?;
     let audit = state.registry.audit().clone();
     blocking(move || Ok(axum::Json(audit.query(&scope, &query)?))).await
 }

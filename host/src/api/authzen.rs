@@ -5,32 +5,13 @@
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use serde::Serialize;
 use serde_json::{Map, Value, json};
-use ward_types::{AuthorizeRequest, DecisionResponse};
+use ward_types::{AuthorizeRequest, Discovery, Evaluation, Evaluations};
 
 use super::decide::{MAX_BATCH, check_request, decide_one};
 use super::extract::ApiJson;
 use super::{ApiError, AppState, blocking};
 use crate::auth::Caller;
-
-/// One AuthZEN decision.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Evaluation {
-    decision: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    context: Option<Map<String, Value>>,
-}
-
-impl From<DecisionResponse> for Evaluation {
-    fn from(response: DecisionResponse) -> Self {
-        Evaluation {
-            decision: response.decision,
-            context: (!response.context.is_empty()).then_some(response.context),
-        }
-    }
-}
 
 fn item_error(message: String) -> Evaluation {
     Evaluation {
@@ -65,12 +46,6 @@ enum Semantic {
     ExecuteAll,
     DenyOnFirstDeny,
     PermitOnFirstPermit,
-}
-
-/// Answer to a batch with an `evaluations` list.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Evaluations {
-    evaluations: Vec<Evaluation>,
 }
 
 /// Access evaluations: many questions at once. Top-level `subject`,
@@ -168,14 +143,6 @@ pub async fn evaluations(
     })
     .await?;
     Ok(axum::Json(Evaluations { evaluations }).into_response())
-}
-
-/// AuthZEN PDP metadata.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Discovery {
-    policy_decision_point: String,
-    access_evaluation_endpoint: String,
-    access_evaluations_endpoint: String,
 }
 
 fn discovery_for(headers: &HeaderMap) -> Result<Discovery, ApiError> {

@@ -2,9 +2,11 @@
 //! and `POST /v1/authorize/batch`.
 
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value};
-use ward_types::{AuthorizeRequest, DecisionResponse, Entity, RequestAction};
+use ward_types::{
+    AuthorizeRequest, BatchRequest, BatchResponse, DecisionResponse, Entity, RequestAction,
+};
 
 use super::extract::ApiJson;
 use super::{ApiError, AppState, blocking};
@@ -117,20 +119,6 @@ pub async fn authorize(
     let request =
         parse_request(body).map_err(|message| ApiError::bad_request("invalid_input", message))?;
     decide_one(&state, &caller, request).await.map(axum::Json)
-}
-
-/// Body of a native batch.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct BatchRequest {
-    /// Up to 100 requests, each in either form.
-    #[schema(value_type = Vec<Object>)]
-    items: Vec<Value>,
-}
-
-/// Answer to a native batch: one decision per item, in order.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct BatchResponse {
-    results: Vec<DecisionResponse>,
 }
 
 /// Decide up to 100 requests at once.

@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::Value;
-use ward_types::{Agent, DataDocument, PolicyInfo, PutAgent, UploadedPolicy};
+use ward_types::{ActivatePolicy, Agent, DataDocument, PolicyInfo, PutAgent, UploadedPolicy};
 
 use super::extract::{ApiBytes, ApiJson};
 use super::{ApiError, AppState, Created, NoContent, blocking};
@@ -183,14 +183,6 @@ fn yes() -> bool {
     true
 }
 
-/// Body of a policy activation.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Activate {
-    /// The version to make active.
-    version: u32,
-}
-
 async fn upload_policy(
     on: On,
     state: AppState,
@@ -248,7 +240,7 @@ async fn activate_policy(
     state: AppState,
     caller: Caller,
     name: String,
-    body: Activate,
+    body: ActivatePolicy,
 ) -> Result<Json<PolicyInfo>, ApiError> {
     let scope = on.scope(&caller)?;
     let registry = state.registry.clone();
@@ -335,13 +327,13 @@ pub async fn tenant_get_policy(
 }
 
 /// Make a version active (rollback or roll forward).
-#[utoipa::path(post, path = "/v1/policies/{name}/activate", tag = "policies", params(("name" = String, Path)), request_body = Activate,
+#[utoipa::path(post, path = "/v1/policies/{name}/activate", tag = "policies", params(("name" = String, Path)), request_body = ActivatePolicy,
     responses((status = 200, body = PolicyInfo)))]
 pub async fn tenant_activate_policy(
     State(s): State<AppState>,
     c: Caller,
     Path(n): Path<String>,
-    ApiJson(b): ApiJson<Activate>,
+    ApiJson(b): ApiJson<ActivatePolicy>,
 ) -> Result<Json<PolicyInfo>, ApiError> {
     activate_policy(On::Tenant, s, c, n, b).await
 }
@@ -402,13 +394,13 @@ pub async fn global_get_policy(
 }
 
 /// Make a version of a global policy active.
-#[utoipa::path(post, path = "/v1/global/policies/{name}/activate", tag = "global", params(("name" = String, Path)), request_body = Activate,
+#[utoipa::path(post, path = "/v1/global/policies/{name}/activate", tag = "global", params(("name" = String, Path)), request_body = ActivatePolicy,
     responses((status = 200, body = PolicyInfo)))]
 pub async fn global_activate_policy(
     State(s): State<AppState>,
     c: Caller,
     Path(n): Path<String>,
-    ApiJson(b): ApiJson<Activate>,
+    ApiJson(b): ApiJson<ActivatePolicy>,
 ) -> Result<Json<PolicyInfo>, ApiError> {
     activate_policy(On::Global, s, c, n, b).await
 }

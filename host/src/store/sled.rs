@@ -38,12 +38,26 @@ impl SledStore {
                 Err(err) => return Err(backend(err)),
             }
         };
+        Self::with_db(db)
+    }
+
+    fn with_db(db: sled::Db) -> Result<Self> {
         let trees = Kind::ALL
             .iter()
             .map(|kind| db.open_tree(kind.name()))
             .collect::<sled::Result<Vec<_>>>()
             .map_err(backend)?;
         Ok(SledStore { db, trees })
+    }
+
+    /// A store in memory only, gone when dropped (for local tools such
+    /// as the policy test runner).
+    pub fn temporary() -> Result<Self> {
+        let db = sled::Config::new()
+            .temporary(true)
+            .open()
+            .map_err(backend)?;
+        Self::with_db(db)
     }
 
     fn tree(&self, kind: Kind) -> &Tree {

@@ -88,3 +88,84 @@ pub struct DecisionResponse {
     /// The policy that decided, if one ran.
     pub policy: Option<PolicyRef>,
 }
+
+/// Body of `POST /v1/authorize/batch`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchRequest {
+    /// 1 to 100 requests, each an [`AuthorizeRequest`] or the short form
+    /// `{"agent", "action", "resource": "type:id", "context"}`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub items: Vec<Value>,
+}
+
+/// Answer to a native batch: one decision per item, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchResponse {
+    /// The decisions.
+    pub results: Vec<DecisionResponse>,
+}
+
+/// One AuthZEN decision: only what the specification allows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Evaluation {
+    /// Allowed or not.
+    pub decision: bool,
+    /// Present when the policy returned one, or for an item that was
+    /// refused (`{"error": {"status", "message"}}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub context: Option<Map<String, Value>>,
+}
+
+impl From<DecisionResponse> for Evaluation {
+    fn from(response: DecisionResponse) -> Self {
+        Evaluation {
+            decision: response.decision,
+            context: (!response.context.is_empty()).then_some(response.context),
+        }
+    }
+}
+
+/// Answer to an AuthZEN batch with an `evaluations` list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Evaluations {
+    /// One per item, in order (fewer under a short-circuit semantic).
+    pub evaluations: Vec<Evaluation>,
+}
+
+/// AuthZEN PDP metadata (`/.well-known/authzen-configuration`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Discovery {
+    /// The PDP's base URL.
+    pub policy_decision_point: String,
+    /// Where single evaluations go.
+    pub access_evaluation_endpoint: String,
+    /// Where batches go.
+    pub access_evaluations_endpoint: String,
+}
+
+impl Entity {
+    /// An entity with no properties.
+    pub fn new(kind: impl Into<String>, id: impl Into<String>) -> Self {
+        Entity {
+            kind: kind.into(),
+            id: id.into(),
+            properties: None,
+        }
+    }
+}
+
+impl RequestAction {
+    /// An action with no properties.
+    pub fn new(name: impl Into<String>) -> Self {
+        RequestAction {
+            name: name.into(),
+            properties: None,
+        }
+    }
+}

@@ -13,11 +13,14 @@ mod tenant;
 mod time;
 
 pub use agent::{Agent, AgentStatus, Permission, PutAgent};
-pub use audit::{AuditEntry, AuditKind, AuditPage};
-pub use authz::{AgentRef, AuthorizeRequest, DecisionResponse, Entity, PolicyRef, RequestAction};
+pub use audit::{AuditEntry, AuditKind, AuditPage, AuditQuery};
+pub use authz::{
+    AgentRef, AuthorizeRequest, BatchRequest, BatchResponse, DecisionResponse, Discovery, Entity,
+    Evaluation, Evaluations, PolicyRef, RequestAction,
+};
 pub use error::{ErrorBody, ErrorDetail};
 pub use keys::{ApiKeyInfo, CreateKey, CreatedKey, KeyRole};
-pub use policy::{DataDocument, PolicyInfo, PolicyVersion, UploadedPolicy};
+pub use policy::{ActivatePolicy, DataDocument, PolicyInfo, PolicyVersion, UploadedPolicy};
 pub use tenant::{
     CreateTenant, SandboxLimits, Tenant, TenantKind, TenantSettings, TenantStatus, UpdateTenant,
     Usage,
@@ -35,4 +38,12 @@ pub enum Scope {
     Global,
     /// One tenant's own.
     Tenant,
+}
+
+/// A probe's answer (`/healthz`, `/readyz`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Status {
+    /// `ok` or `ready`.
+    pub status: String,
 }

@@ -68,3 +68,12 @@ pub struct DataDocument {
     /// When last written.
     pub updated_at: Timestamp,
 }
+
+/// Body of `POST /v1/policies/{name}/activate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ActivatePolicy {
+    /// The version to make active.
+    pub version: u32,
+}
