@@ -5,6 +5,9 @@
 mod api;
 mod auth;
 mod authzen;
+mod cli;
+mod client;
+mod docs;
 mod limits;
 mod sandbox;
 mod server;

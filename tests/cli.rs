@@ -1,0 +1,424 @@
+//! The `ward` command end to end: a real server spawned from the built
+//! binary, and the CLI run as a user would, over HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{KillOnDrop, guest_path, spawn_ward};
+
+const OPERATOR: &str = "cli-operator-token";
+
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// `ward` with the server, token and tenant given, nothing inherited.
+fn ward(base: &str, token: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ward"));
+    command
+        .env("WARD_URL", base)
+        .env("WARD_TOKEN", token)
+        .env_remove("WARD_TENANT")
+        .stdin(Stdio::null());
+    command
+}
+
+fn run(command: &mut Command, args: &[&str]) -> Output {
+    let out = command.args(args).output().unwrap();
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn ok(command: &mut Command, args: &[&str]) -> String {
+    let out = run(command, args);
+    assert_eq!(
+        out.code, 0,
+        "ward {args:?}\nstdout: {}\nstderr: {}",
+        out.stdout, out.stderr
+    );
+    out.stdout
+}
+
+fn json(command: &mut Command, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&ok(command, &all)).unwrap()
+}
+
+/// Where the policies of `plugins/` were built: building a scaffolded
+/// policy there reuses their compiled dependencies.
+fn wasm_target_dir() -> PathBuf {
+    Path::new(env!("WARD_PLUGIN_DIR"))
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .to_path_buf()
+}
+
+/// `ward` for the local policy commands: cargo sees none of the test's
+/// own cargo settings.
+fn local_ward() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ward"));
+    for (key, _) in std::env::vars() {
+        let cargo = key.starts_with("CARGO_") && key != "CARGO_HOME";
+        if cargo || key == "RUSTFLAGS" || key == "RUSTC_WRAPPER" {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env("CARGO_TARGET_DIR", wasm_target_dir())
+        .env("CARGO_BUILD_JOBS", "2")
+        .stdin(Stdio::null());
+    command
+}
+
+#[test]
+fn the_cli_runs_a_tenant_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, base, _) = spawn_ward(dir.path(), None, Some(OPERATOR));
+    let op = || ward(&base, OPERATOR);
+
+    // Operator: a tenant and an admin key for it.
+    let created = json(&mut op(), &["tenant", "create", "acme", "--name", "Acme"]);
+    assert_eq!(created["slug"], "acme");
+    let table = ok(&mut op(), &["tenant", "list"]);
+    assert!(table.starts_with("ID "), "{table}");
+    assert!(table.contains("acme") && table.contains("Acme"), "{table}");
+    let secret = ok(
+        &mut op(),
+        &[
+            "--tenant",
+            "acme",
+            "key",
+            "create",
+            "ci",
+            "--role",
+            "admin",
+            "--secret-only",
+        ],
+    );
+    let secret = secret.trim().to_string();
+    assert!(secret.starts_with("wk_"), "{secret}");
+    let me = || ward(&base, &secret);
+
+    // Agents, policies, data.
+    ok(
+        &mut me(),
+        &[
+            "agent",
+            "put",
+            "reporter",
+            "--type",
+            "service",
+            "-p",
+            "reports:*=read,export",
+        ],
+    );
+    let agents = json(&mut me(), &["agent", "list"]);
+    assert!(
+        agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["name"] == "reporter")
+    );
+    let rbac = guest_path("rbac");
+    let rbac = rbac.to_str().unwrap();
+    let pushed = ok(&mut me(), &["policy", "push", "rbac", rbac]);
+    assert!(pushed.contains("activated version 1"), "{pushed}");
+    let staged = json(
+        &mut me(),
+        &["policy", "push", "rbac", rbac, "--no-activate"],
+    );
+    assert_eq!(
+        (staged["version"].as_u64(), staged["active"].as_bool()),
+        (Some(2), Some(false))
+    );
+    let activated = json(&mut me(), &["policy", "activate", "rbac", "2"]);
+    assert_eq!(activated["active_version"], 2);
+    let listed = ok(&mut me(), &["policy", "list"]);
+    assert!(
+        listed.contains("rbac") && listed.contains("permissions"),
+        "{listed}"
+    );
+    ok(&mut me(), &["policy", "delete", "rbac"]);
+    let gone = run(&mut me(), &["policy", "get", "rbac"]);
+    assert_eq!(gone.code, 2);
+    ok(&mut me(), &["data", "put", "limits", r#"{"max": 3}"#]);
+    let value: Value = serde_json::from_str(&ok(&mut me(), &["data", "get", "limits"])).unwrap();
+    assert_eq!(value["max"], 3);
+
+    // check: exit 0 allow, 1 deny, 2 error.
+    let allow = run(&mut me(), &["check", "reporter", "export", "reports:q3"]);
+    assert_eq!(allow.code, 0, "{}", allow.stderr);
+    assert!(allow.stdout.starts_with("allow\n"), "{}", allow.stdout);
+    assert!(allow.stdout.contains("grants `export`"), "{}", allow.stdout);
+    let deny = run(&mut me(), &["check", "reporter", "delete", "reports:q3"]);
+    assert_eq!(deny.code, 1, "{}", deny.stderr);
+    assert!(deny.stdout.starts_with("deny\n"), "{}", deny.stdout);
+    let malformed = run(&mut me(), &["check", "reporter", "read", "no-colon"]);
+    assert_eq!(malformed.code, 2);
+    // Errors are one line, with the server's code when it gave one.
+    let bad_token = run(
+        &mut ward(&base, "wk_nope"),
+        &["check", "reporter", "read", "a:b"],
+    );
+    assert_eq!(bad_token.code, 2);
+    assert_eq!(bad_token.stderr.lines().count(), 1, "{}", bad_token.stderr);
+    assert!(
+        bad_token.stderr.starts_with("error: "),
+        "{}",
+        bad_token.stderr
+    );
+    assert!(
+        bad_token.stderr.contains("(HTTP 401)"),
+        "{}",
+        bad_token.stderr
+    );
+    let missing = run(&mut op(), &["tenant", "get", "nobody"]);
+    assert_eq!(missing.code, 2);
+    assert!(
+        missing.stderr.starts_with("error: not_found: "),
+        "{}",
+        missing.stderr
+    );
+    let offline = run(&mut ward("http://127.0.0.1:1", &secret), &["usage"]);
+    assert_eq!(offline.code, 2);
+    assert!(
+        offline.stderr.contains("cannot reach the server"),
+        "{}",
+        offline.stderr
+    );
+
+    // Usage and keys.
+    let usage = json(&mut me(), &["usage"]);
+    assert_eq!(usage["decisions"], 2);
+    let keys = ok(&mut me(), &["key", "list"]);
+    assert!(keys.contains("ci") && keys.contains("admin"), "{keys}");
+    assert!(!keys.contains(&secret), "a key list shows no secret");
+
+    // audit tail prints the latest entries, oldest first, then follows.
+    let tail = ok(
+        &mut me(),
+        &[
+            "--json",
+            "audit",
+            "tail",
+            "-n",
+            "2",
+            "--kind",
+            "decision",
+            "--no-follow",
+        ],
+    );
+    let entries: Vec<Value> = tail
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["decision"], true);
+    assert_eq!(entries[1]["decision"], false);
+    let mut follower = me();
+    follower
+        .args([
+            "audit",
+            "tail",
+            "-n",
+            "1",
+            "--kind",
+            "decision",
+            "--interval-ms",
+            "100",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut follower = KillOnDrop(follower.spawn().unwrap());
+    let (tx, rx) = mpsc::channel();
+    let stdout = follower.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert!(first.contains("deny"), "{first}");
+    ok(&mut me(), &["check", "reporter", "read", "reports:new"]);
+    let followed = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert!(
+        followed.contains("allow") && followed.contains("agent=reporter"),
+        "{followed}"
+    );
+    follower.kill();
+
+    // The operator works on the global scope with --global.
+    ok(
+        &mut op(),
+        &["--global", "agent", "put", "auditor", "-p", "*=read"],
+    );
+    let seen = ok(&mut me(), &["agent", "list"]);
+    assert!(
+        seen.contains("auditor") && seen.contains("global"),
+        "{seen}"
+    );
+    let tenant_cannot = run(&mut me(), &["--global", "agent", "list"]);
+    assert_eq!(tenant_cannot.code, 2);
+    assert!(
+        tenant_cannot.stderr.contains("forbidden"),
+        "{}",
+        tenant_cannot.stderr
+    );
+    ok(&mut op(), &["tenant", "delete", "acme"]);
+}
+
+#[test]
+fn a_scaffolded_policy_builds_and_passes_its_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let crate_dir = dir.path().join("demo");
+    let crate_arg = crate_dir.to_str().unwrap();
+    ok(
+        &mut local_ward(),
+        &["policy", "new", "demo", "--dir", crate_arg],
+    );
+    for file in ["Cargo.toml", "src/lib.rs", "cases.yaml"] {
+        assert!(crate_dir.join(file).is_file(), "{file}");
+    }
+    // Scaffolding over a non-empty directory is refused.
+    let again = run(
+        &mut local_ward(),
+        &["policy", "new", "demo", "--dir", crate_arg],
+    );
+    assert_eq!(again.code, 2);
+    assert!(again.stderr.contains("not empty"), "{}", again.stderr);
+
+    let wasm = ok(&mut local_ward(), &["policy", "build", "--dir", crate_arg]);
+    let wasm = PathBuf::from(wasm.trim());
+    assert!(
+        wasm.ends_with("wasm32-wasip2/release/demo.wasm"),
+        "{}",
+        wasm.display()
+    );
+
+    // Without arguments, `policy test` builds the crate and runs cases.yaml.
+    let passed = ok(&mut local_ward(), &["policy", "test", "--dir", crate_arg]);
+    assert!(passed.contains("5 passed, 0 failed"), "{passed}");
+
+    // A wrong expectation fails with a readable difference.
+    let cases = std::fs::read_to_string(crate_dir.join("cases.yaml")).unwrap();
+    let wrong = cases.replacen(
+        "      decision: deny\n      reasons: [\"`delete` needs",
+        "      decision: allow\n      reasons: [\"`delete` needs",
+        1,
+    );
+    assert_ne!(wrong, cases);
+    let wrong_path = dir.path().join("wrong.yaml");
+    std::fs::write(&wrong_path, wrong).unwrap();
+    let failed = run(
+        &mut local_ward(),
+        &[
+            "policy",
+            "test",
+            wasm.to_str().unwrap(),
+            wrong_path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    assert!(
+        failed.stdout.contains("FAIL    deleting needs"),
+        "{}",
+        failed.stdout
+    );
+    assert!(
+        failed.stdout.contains("decision: expected allow, got deny"),
+        "{}",
+        failed.stdout
+    );
+    assert!(
+        failed.stdout.contains("4 passed, 1 failed"),
+        "{}",
+        failed.stdout
+    );
+
+    // --json gives every result for scripts.
+    let results: Value = serde_json::from_str(&ok(
+        &mut local_ward(),
+        &[
+            "--json",
+            "policy",
+            "test",
+            wasm.to_str().unwrap(),
+            crate_dir.join("cases.yaml").to_str().unwrap(),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(results.as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn bad_cases_files_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = guest_path("permissions");
+    let check = |text: &str, expected: &str| {
+        let path = dir.path().join("cases.yaml");
+        std::fs::write(&path, text).unwrap();
+        let out = run(
+            &mut local_ward(),
+            &[
+                "policy",
+                "test",
+                wasm.to_str().unwrap(),
+                path.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(out.code, 2, "{text}: {}", out.stdout);
+        assert!(out.stderr.contains(expected), "{text}: {}", out.stderr);
+    };
+    check("cases: [", "invalid cases file");
+    check("cases: []", "no cases");
+    check("surprise: 1\ncases: []", "unknown field `surprise`");
+    check(
+        "cases:\n  - {name: x, subject: a, action: r, resource: nocolon, expect: {decision: allow}}",
+        "is not `type:id`",
+    );
+    check(
+        "cases:\n  - {name: x, subject: a, action: r, resource: a:b, expect: {decision: maybe}}",
+        "invalid cases file",
+    );
+    // The size and count limits.
+    let huge = format!("# {}\ncases: []", "x".repeat(ward::cases::MAX_CASES_BYTES));
+    check(&huge, "over 4 MiB");
+    let one = "  - {name: x, subject: a, action: r, resource: a:b, expect: {decision: deny}}\n";
+    let many = format!("cases:\n{}", one.repeat(ward::cases::MAX_CASES + 1));
+    check(&many, "at most 10000");
+    // A module that is not a component.
+    let path = dir.path().join("ok.yaml");
+    std::fs::write(&path, format!("cases:\n{one}")).unwrap();
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"not wasm").unwrap();
+    let out = run(
+        &mut local_ward(),
+        &[
+            "policy",
+            "test",
+            junk.to_str().unwrap(),
+            path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("the policy was refused"),
+        "{}",
+        out.stderr
+    );
+}

@@ -1,0 +1,100 @@
+//! The documentation's commands, run as written.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::support::spawn_ward;
+
+/// The fenced blocks of a Markdown file whose info string is `info`.
+fn blocks<'a>(markdown: &'a str, info: &str) -> Vec<&'a str> {
+    let fence = format!("```{info}\n");
+    let mut out = Vec::new();
+    let mut rest = markdown;
+    while let Some(start) = rest.find(&fence) {
+        let body = &rest[start + fence.len()..];
+        let end = body.find("```\n").expect("an unclosed code block");
+        out.push(&body[..end]);
+        rest = &body[end..];
+    }
+    out
+}
+
+#[test]
+fn quickstart_commands_work_as_written() {
+    let page = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/QUICKSTART.md"),
+    )
+    .unwrap();
+
+    // The server block is the README's run command with a chosen token; the
+    // test starts the binary it built the same way, on a free port.
+    let server = blocks(&page, "sh server");
+    assert_eq!(server.len(), 1);
+    let token = server[0]
+        .lines()
+        .find_map(|l| l.strip_prefix("export WARD_ADMIN_TOKEN="))
+        .expect("the server block sets WARD_ADMIN_TOKEN")
+        .trim()
+        .to_string();
+    assert!(server[0].contains("cargo run --release --bin ward -- serve"));
+    let work = tempfile::tempdir().unwrap();
+    let (_ward, base, _) = spawn_ward(&work.path().join("ward-data"), None, Some(&token));
+
+    // Every other shell block, in order, as one script: the release
+    // binary's directory stands for the one this test was built with, and
+    // the default address for the server just started.
+    let path_line = r#"export PATH="$PWD/target/release:$PATH""#;
+    let script = blocks(&page, "sh").join("\n");
+    assert!(script.contains(path_line));
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_ward")).parent().unwrap();
+    let script = script
+        .replace(
+            path_line,
+            &format!("export PATH=\"{}:$PATH\"", bin_dir.display()),
+        )
+        .replace("http://127.0.0.1:7373", &base);
+    assert!(script.contains("ward policy test"));
+
+    let mut bash = Command::new("bash");
+    bash.arg("-c")
+        .arg(format!("set -euo pipefail\n{script}"))
+        .current_dir(work.path())
+        .stdin(Stdio::null());
+    // The policy is built with the compiled dependencies of plugins/, and
+    // without the test's own cargo settings.
+    for (key, _) in std::env::vars() {
+        if (key.starts_with("CARGO_") && key != "CARGO_HOME") || key.starts_with("WARD_") {
+            bash.env_remove(key);
+        }
+    }
+    let wasm_target = Path::new(env!("WARD_PLUGIN_DIR"))
+        .ancestors()
+        .nth(2)
+        .unwrap();
+    bash.env("CARGO_TARGET_DIR", wasm_target)
+        .env("CARGO_BUILD_JOBS", "2");
+    let out = bash.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+
+    // What the page says comes out.
+    for expected in [
+        r#"{"decision":true,"decision_id":"#,
+        r#"{"decision":false}"#,
+        "allow\n  `reports:*` grants `export` on `reports:q3`",
+        "deny\n  `reports:*` matches `reports:q3` but does not grant `delete`",
+        "denied (exit code 1)",
+        "5 passed, 0 failed",
+        "activated version 1 of `my-policy`",
+        "deny\n  `delete` needs multi-factor authentication",
+        "allow\n  `reporter` may `delete` `reports:q3`",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    let audit_lines = stdout.lines().filter(|l| l.contains("  decision ")).count();
+    assert!(audit_lines >= 2, "{stdout}");
+}
