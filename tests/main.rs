@@ -10,6 +10,7 @@ mod client;
 mod docs;
 mod limits;
 mod sandbox;
+mod scale;
 mod server;
 mod support;
 mod tenancy;

@@ -113,6 +113,11 @@ impl Config {
                 "http.request_timeout_ms must be positive",
             )));
         }
+        if self.sandbox.max_resident_policies == 0 {
+            return Err(ConfigError::Invalid(String::from(
+                "sandbox.max_resident_policies must be positive",
+            )));
+        }
         for issuer in &self.auth.jwt {
             issuer.check()?;
         }
@@ -127,6 +132,7 @@ impl Config {
             compile_timeout: Duration::from_millis(self.sandbox.compile_timeout_ms),
             max_concurrent_instances: self.sandbox.max_concurrent_instances,
             max_memory_bytes: self.sandbox.max_memory_bytes,
+            max_resident_policies: self.sandbox.max_resident_policies,
             ..SandboxConfig::default()
         }
     }
@@ -163,6 +169,9 @@ pub struct SandboxSection {
     pub max_concurrent_instances: u32,
     /// Largest memory any tenant may allow its policies.
     pub max_memory_bytes: usize,
+    /// Compiled policies kept in memory (least recently used dropped and
+    /// reloaded from the disk cache).
+    pub max_resident_policies: usize,
 }
 
 impl Default for SandboxSection {
@@ -174,6 +183,7 @@ impl Default for SandboxSection {
                 .unwrap_or(u64::MAX),
             max_concurrent_instances: defaults.max_concurrent_instances,
             max_memory_bytes: defaults.max_memory_bytes,
+            max_resident_policies: defaults.max_resident_policies,
         }
     }
 }

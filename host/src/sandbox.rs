@@ -15,11 +15,11 @@ mod evaluate;
 mod host;
 mod limits;
 mod load;
+mod resident;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use wasmtime::Engine;
@@ -142,6 +142,9 @@ pub struct SandboxConfig {
     pub max_reason_bytes: usize,
     /// Largest decision context, in bytes of JSON.
     pub max_context_bytes: usize,
+    /// Compiled policies kept in memory; past this the least recently
+    /// used are dropped and reloaded from the disk cache when needed.
+    pub max_resident_policies: usize,
 }
 
 impl Default for SandboxConfig {
@@ -164,6 +167,7 @@ impl Default for SandboxConfig {
             max_reasons: 64,
             max_reason_bytes: 1024,
             max_context_bytes: 64 << 10,
+            max_resident_policies: 512,
         }
     }
 }
@@ -175,6 +179,11 @@ pub struct SandboxStats {
     pub compiled: u64,
     /// Modules taken from the on-disk cache instead.
     pub cache_hits: u64,
+    /// Compiled policies in memory now.
+    pub resident: u64,
+    /// Compiled policies dropped from memory to stay within
+    /// `max_resident_policies`.
+    pub evictions: u64,
 }
 
 #[derive(Default)]
@@ -190,9 +199,9 @@ pub struct Sandbox {
     config: SandboxConfig,
     output_limits: OutputLimits,
     cache: Option<ArtifactCache>,
-    /// Live compilations by module hash, so that scopes uploading the same
-    /// bytes share one.
-    loaded: Mutex<HashMap<String, Weak<LoadedPolicy>>>,
+    /// Compiled policies in memory by module hash (bounded), so that
+    /// scopes uploading the same bytes share one.
+    resident: Mutex<resident::Resident>,
     compiles_in_flight: Arc<AtomicUsize>,
     stats: Stats,
     _ticker: engine::EpochTicker,
@@ -224,11 +233,11 @@ impl Sandbox {
                 max_reason_bytes: config.max_reason_bytes,
                 max_context_bytes: config.max_context_bytes,
             },
+            resident: Mutex::new(resident::Resident::new(config.max_resident_policies)),
             engine,
             linker,
             config,
             cache,
-            loaded: Mutex::new(HashMap::new()),
             compiles_in_flight: Arc::new(AtomicUsize::new(0)),
             stats: Stats::default(),
             _ticker: ticker,
@@ -242,9 +251,12 @@ impl Sandbox {
 
     /// How many modules were compiled, and how many came from the cache.
     pub fn stats(&self) -> SandboxStats {
+        let resident = self.lock_resident();
         SandboxStats {
             compiled: self.stats.compiled.load(Ordering::Relaxed),
             cache_hits: self.stats.cache_hits.load(Ordering::Relaxed),
+            resident: resident.len() as u64,
+            evictions: resident.evictions,
         }
     }
 
@@ -275,23 +287,21 @@ impl Sandbox {
 
     /// Drops the on-disk compiled code of a module no scope uses any more.
     pub fn forget(&self, sha256: &str) {
-        self.lock_loaded().remove(sha256);
+        self.lock_resident().remove(sha256);
         if let Some(cache) = &self.cache {
             cache.remove(sha256);
         }
     }
 
-    fn lock_loaded(&self) -> std::sync::MutexGuard<'_, HashMap<String, Weak<LoadedPolicy>>> {
-        self.loaded.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock_resident(&self) -> std::sync::MutexGuard<'_, resident::Resident> {
+        self.resident.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn loaded_by_hash(&self, sha256: &str) -> Option<Arc<LoadedPolicy>> {
-        self.lock_loaded().get(sha256).and_then(Weak::upgrade)
+        self.lock_resident().get(sha256)
     }
 
     fn remember(&self, policy: &Arc<LoadedPolicy>) {
-        let mut loaded = self.lock_loaded();
-        loaded.retain(|_, weak| weak.strong_count() > 0);
-        loaded.insert(policy.sha256.clone(), Arc::downgrade(policy));
+        self.lock_resident().insert(policy);
     }
 }

@@ -115,12 +115,14 @@ pub async fn evaluations(
         })
         .collect();
 
+    // Limits first, on the async worker (see `decide_all`).
     let tenant = caller.decision_tenant()?;
+    let count = u32::try_from(parsed.len()).unwrap_or(u32::MAX);
+    let permit = state.registry.admit(&tenant, count, &caller.actor)?;
     let registry = state.registry.clone();
     let actor = caller.actor.clone();
     let evaluations = blocking(move || {
-        let count = u32::try_from(parsed.len()).unwrap_or(u32::MAX);
-        let _permit = registry.admit(&tenant, count, &actor)?;
+        let _permit = permit;
         let mut out = Vec::with_capacity(parsed.len());
         for item in parsed {
             let evaluation = match item {

@@ -77,17 +77,23 @@ pub fn check_request(request: &AuthorizeRequest) -> Result<(), String> {
 }
 
 /// Decides requests for the caller's tenant on a blocking thread.
+///
+/// The tenant's limits are checked first, here on the async worker: a
+/// refusal is only arithmetic on in-memory counters (plus one audit
+/// event per episode), so a tenant flooding past its limits is answered
+/// without ever occupying a blocking thread that others' decisions need.
 pub async fn decide_all(
     state: &AppState,
     caller: &Caller,
     requests: Vec<AuthorizeRequest>,
 ) -> Result<Vec<DecisionResponse>, ApiError> {
     let tenant = caller.decision_tenant()?;
+    let count = u32::try_from(requests.len()).unwrap_or(u32::MAX);
+    let permit = state.registry.admit(&tenant, count, &caller.actor)?;
     let registry = state.registry.clone();
     let actor = caller.actor.clone();
     blocking(move || {
-        let count = u32::try_from(requests.len()).unwrap_or(u32::MAX);
-        let _permit = registry.admit(&tenant, count, &actor)?;
+        let _permit = permit;
         requests
             .iter()
             .map(|request| Ok(registry.authorize(&tenant, request, &actor)?.response))

@@ -3,7 +3,7 @@
 //! half of a change, and an evaluation keeps the versions it started with.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Weak};
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
@@ -69,8 +69,9 @@ impl AgentEntry {
 
 pub(crate) struct PolicyEntry {
     pub info: PolicyInfo,
-    /// The active version's module, compiled on first use.
-    pub compiled: OnceLock<Arc<LoadedPolicy>>,
+    /// The active version's compiled module while the sandbox keeps it
+    /// resident; loaded again (from the disk cache) after it was evicted.
+    compiled: ArcSwap<Weak<LoadedPolicy>>,
     /// The config as policies receive it.
     pub config_json: String,
 }
@@ -80,8 +81,20 @@ impl PolicyEntry {
         PolicyEntry {
             config_json: info.config.to_string(),
             info,
-            compiled: OnceLock::new(),
+            compiled: ArcSwap::from_pointee(Weak::new()),
         }
+    }
+
+    /// The active version's compiled module, if it is in memory.
+    pub fn resident(&self) -> Option<Arc<LoadedPolicy>> {
+        let policy = self.compiled.load().upgrade()?;
+        policy.touch();
+        Some(policy)
+    }
+
+    /// Remembers where the active version's compiled module is.
+    pub fn keep(&self, policy: &Arc<LoadedPolicy>) {
+        self.compiled.store(Arc::new(Arc::downgrade(policy)));
     }
 
     /// The active version, if any: (number, sha256).

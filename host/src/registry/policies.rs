@@ -108,9 +108,9 @@ impl Registry {
 
         let entry = PolicyEntry::new(info);
         if activate {
-            let _ = entry.compiled.set(compiled);
-        } else if let Some(compiled) = previous.as_ref().and_then(|p| p.compiled.get()) {
-            let _ = entry.compiled.set(Arc::clone(compiled));
+            entry.keep(&compiled);
+        } else if let Some(compiled) = previous.as_ref().and_then(|p| p.resident()) {
+            entry.keep(&compiled);
         }
         index.policies.insert(name.to_string(), Arc::new(entry));
         self.publish(scope, index)?;
@@ -191,9 +191,9 @@ impl Registry {
         )?])?;
         let entry = PolicyEntry::new(info.clone());
         if previous.active() == entry.active()
-            && let Some(compiled) = previous.compiled.get()
+            && let Some(compiled) = previous.resident()
         {
-            let _ = entry.compiled.set(Arc::clone(compiled));
+            entry.keep(&compiled);
         }
         index.policies.insert(name.to_string(), Arc::new(entry));
         self.publish(scope, index)?;
@@ -262,8 +262,8 @@ impl Registry {
     /// The compiled active version of a policy: from memory, else from the
     /// stored module (compiled code comes from the disk cache).
     pub(crate) fn compiled(&self, entry: &PolicyEntry) -> Result<Arc<LoadedPolicy>> {
-        if let Some(compiled) = entry.compiled.get() {
-            return Ok(Arc::clone(compiled));
+        if let Some(compiled) = entry.resident() {
+            return Ok(compiled);
         }
         let Some((_, sha256)) = entry.active() else {
             return Err(RegistryError::not_found(
@@ -275,7 +275,8 @@ impl Registry {
             LoadError::Internal(format!("module {sha256} is missing from the store"))
         })?;
         let compiled = self.sandbox.load(&module, usize::MAX)?;
-        Ok(Arc::clone(entry.compiled.get_or_init(|| compiled)))
+        entry.keep(&compiled);
+        Ok(compiled)
     }
 
     fn module_refs(&self, sha256: &str) -> Result<u64> {

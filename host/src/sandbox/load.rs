@@ -20,6 +20,7 @@ pub struct LoadedPolicy {
     pub(super) sha256: String,
     pub(super) size: usize,
     pub(super) pre: PolicyPre<StoreState>,
+    pub(super) used: super::resident::UseFlag,
 }
 
 impl LoadedPolicy {
@@ -31,6 +32,11 @@ impl LoadedPolicy {
     /// Size of the uploaded module in bytes.
     pub fn size(&self) -> usize {
         self.size
+    }
+
+    /// Marks the policy as recently used, so that it stays in memory.
+    pub fn touch(&self) {
+        self.used.touch();
     }
 }
 
@@ -187,7 +193,12 @@ impl Sandbox {
             .map_err(|err| LoadError::ImportMismatch(format!("{err:#}")))?;
         let pre = PolicyPre::new(instance_pre)
             .map_err(|err| LoadError::MissingExport(format!("{err:#}")))?;
-        Ok(LoadedPolicy { sha256, size, pre })
+        Ok(LoadedPolicy {
+            sha256,
+            size,
+            pre,
+            used: Default::default(),
+        })
     }
 }
 

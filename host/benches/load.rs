@@ -1,0 +1,492 @@
+//! Load from a second process, against the real `ward` binary on loopback.
+//!
+//! `cargo bench -p ward --bench load` (bounded: about a minute and a half).
+//! The server runs pinned to core 0 and the load generator (this same
+//! benchmark binary, started again as a child) pinned to core 1, with
+//! `taskset`, so that neither takes the other's CPU. It speaks HTTP/1.1
+//! over plain keep-alive sockets: a load generator far cheaper per request
+//! than the server it measures.
+//!
+//! 1. Noisy neighbour: tenant B sends one decision every 5 ms, alone and
+//!    while tenant A floods far past its rate limit from 16 connections;
+//!    B's p50/p99 in both, over several alternating rounds.
+//! 2. Throughput of `POST /v1/authorize` (API key, batched audit) from 16
+//!    connections, beside a trivial axum server that parses the same JSON
+//!    body and answers a constant decision (run by this binary, pinned the
+//!    same way); then B-style latency at half of Ward's throughput.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const OPERATOR: &str = "bench-operator";
+const ROUND: Duration = Duration::from_secs(5);
+const ROUNDS: usize = 3;
+const DECISION: &str = r#"{"agent":"bot","action":"read","resource":"reports:q3"}"#;
+
+// ---- the load generator (child process) ------------------------------------
+
+/// One keep-alive HTTP/1.1 connection.
+struct Conn {
+    stream: TcpStream,
+    request: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr, key: &str) -> Conn {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let request = format!(
+            "POST /v1/authorize HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{DECISION}",
+            DECISION.len()
+        )
+        .into_bytes();
+        Conn {
+            stream,
+            request,
+            buf: Vec::with_capacity(4096),
+        }
+    }
+
+    /// Sends the request and reads the whole answer; returns its status.
+    async fn call(&mut self) -> u16 {
+        self.stream.write_all(&self.request).await.unwrap();
+        self.buf.clear();
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let head = std::str::from_utf8(&self.buf[..end]).unwrap();
+                let status: u16 = head[9..12].parse().unwrap();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                while self.buf.len() < end + 4 + length {
+                    self.read_more().await;
+                }
+                return status;
+            }
+            self.read_more().await;
+        }
+    }
+
+    async fn read_more(&mut self) {
+        let mut chunk = [0u8; 4096];
+        let n = self.stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the server closed the connection");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Calls from `conns` connections as fast as answers come, for `run`.
+async fn closed_loop(addr: SocketAddr, key: String, conns: usize, run: Duration) -> Value {
+    let end = Instant::now() + run;
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(addr, &key).await;
+            let (mut ok, mut refused) = (0u64, 0u64);
+            while Instant::now() < end {
+                match conn.call().await {
+                    200 => ok += 1,
+                    429 => refused += 1,
+                    other => panic!("unexpected status {other}"),
+                }
+            }
+            (ok, refused)
+        }));
+    }
+    let (mut ok, mut refused) = (0, 0);
+    for task in tasks {
+        let (o, r) = task.await.unwrap();
+        ok += o;
+        refused += r;
+    }
+    json!({"ok": ok, "refused": refused, "per_sec": (ok + refused) as f64 / run.as_secs_f64()})
+}
+
+/// One call every `every` in all, spread over `conns` connections, for
+/// `run`; latencies in µs from each call's scheduled time (so a stall also
+/// counts against the calls it delays).
+async fn open_loop(
+    addr: SocketAddr,
+    key: String,
+    every: Duration,
+    run: Duration,
+    conns: u32,
+) -> Vec<u64> {
+    let start = tokio::time::Instant::now() + Duration::from_millis(20);
+    let mut tasks = Vec::new();
+    for i in 0..conns {
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(addr, &key).await;
+            let mut latencies = Vec::new();
+            let mut next = start + every * i;
+            while next < start + run {
+                tokio::time::sleep_until(next).await;
+                assert_eq!(conn.call().await, 200);
+                latencies.push(next.elapsed().as_micros() as u64);
+                next += every * conns;
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all
+}
+
+/// `--load ADDR MODE KEY_B KEY_A SECS EVERY_US CONNS`: prints one JSON line.
+fn load_child(args: &[String]) {
+    let addr: SocketAddr = args[0].parse().unwrap();
+    let mode = args[1].clone();
+    let (key_b, key_a) = (args[2].clone(), args[3].clone());
+    let run = Duration::from_secs(args[4].parse().unwrap());
+    let every = Duration::from_micros(args[5].parse().unwrap());
+    let conns: u32 = args[6].parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let out = runtime.block_on(async move {
+        match mode.as_str() {
+            "steady" => json!({"latencies": open_loop(addr, key_b, every, run, conns).await}),
+            "flooded" => {
+                let flood = tokio::spawn(closed_loop(addr, key_a, 16, run));
+                let latencies = open_loop(addr, key_b, every, run, conns).await;
+                json!({"latencies": latencies, "flood": flood.await.unwrap()})
+            }
+            "throughput" => closed_loop(addr, key_b, 16, run).await,
+            other => panic!("unknown mode {other}"),
+        }
+    });
+    println!("{out}");
+}
+
+// ---- the trivial baseline server (child process) --------------------------
+
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct ShortForm {
+    agent: String,
+    action: String,
+    resource: String,
+    #[serde(default)]
+    context: Option<serde_json::Map<String, Value>>,
+}
+
+/// `--trivial`: an axum server that parses the body and answers a
+/// constant decision; prints its address.
+fn trivial_server() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let app = axum::Router::new().route(
+            "/v1/authorize",
+            axum::routing::post(|axum::Json(_body): axum::Json<ShortForm>| async {
+                axum::Json(
+                    json!({"decision": true, "decision_id": "0", "reasons": [], "context": {}}),
+                )
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("listening {}", listener.local_addr().unwrap());
+        axum::serve(listener, app).await.unwrap();
+    });
+}
+
+// ---- the parent ------------------------------------------------------------
+
+struct Pinning {
+    server: Vec<String>,
+    load: Vec<String>,
+}
+
+fn pinning() -> Pinning {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let taskset = Command::new("taskset").arg("-V").output().is_ok();
+    if taskset && cores >= 2 {
+        let last = (cores - 1).to_string();
+        let server_cores = if cores > 2 {
+            format!("0-{}", cores - 2)
+        } else {
+            "0".into()
+        };
+        println!("server on core(s) {server_cores}, load generator on core {last}");
+        Pinning {
+            server: vec!["taskset".into(), "-c".into(), server_cores],
+            load: vec!["taskset".into(), "-c".into(), last],
+        }
+    } else {
+        println!("not pinned (taskset missing or one core): figures share the CPU");
+        Pinning {
+            server: Vec::new(),
+            load: Vec::new(),
+        }
+    }
+}
+
+fn command(prefix: &[String], program: &str) -> Command {
+    match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut command = Command::new(first);
+            command.args(rest).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a child and reads its address from the line containing `marker`.
+fn start(mut command: Command, marker: &str, separator: &str) -> (Process, SocketAddr) {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = Process(command.spawn().unwrap());
+    let output: Box<dyn std::io::Read + Send> = if marker == "ward is serving" {
+        let _ = child.0.stdout.take();
+        Box::new(child.0.stderr.take().unwrap())
+    } else {
+        let _ = child.0.stderr.take();
+        Box::new(child.0.stdout.take().unwrap())
+    };
+    let mut lines = BufReader::new(output).lines();
+    let addr = loop {
+        let line = lines.next().expect("the server exited early").unwrap();
+        if line.contains(marker) {
+            let text = line.split(separator).nth(1).unwrap();
+            break text.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+fn load(pin: &Pinning, args: &[String]) -> Value {
+    let exe = std::env::current_exe().unwrap();
+    let out = command(&pin.load, exe.to_str().unwrap())
+        .arg("--load")
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the load generator failed");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0
+}
+
+fn latencies(value: &Value) -> Vec<u64> {
+    let mut all: Vec<u64> = value["latencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    all.sort_unstable();
+    all
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(at) = args.iter().position(|a| a == "--load") {
+        return load_child(&args[at + 1..]);
+    }
+    if args.iter().any(|a| a == "--trivial") {
+        return trivial_server();
+    }
+    let pin = pinning();
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = command(&pin.server, env!("CARGO_BIN_EXE_ward"));
+    serve
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("WARD_ADMIN_TOKEN", OPERATOR)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1");
+    let (_ward, addr) = start(serve, "ward is serving", "listen=");
+    let base = format!("http://{addr}");
+
+    let setup = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let tenant = |slug: &'static str, settings: Value| {
+        let (client, base) = (client.clone(), base.clone());
+        setup.block_on(async move {
+            let post = |path: String, token: String, body: Value| {
+                let client = client.clone();
+                let base = base.clone();
+                async move {
+                    let reply = client
+                        .post(format!("{base}{path}"))
+                        .bearer_auth(token)
+                        .json(&body)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(reply.status().is_success(), "{path}: {}", reply.status());
+                    reply.json::<Value>().await.unwrap()
+                }
+            };
+            post(
+                "/v1/tenants".into(),
+                OPERATOR.into(),
+                json!({"slug": slug, "name": slug, "settings": settings}),
+            )
+            .await;
+            let key = post(
+                format!("/v1/tenants/{slug}/keys"),
+                OPERATOR.into(),
+                json!({"name": "k", "role": "admin"}),
+            )
+            .await["secret"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let reply = client
+                .put(format!("{base}/v1/agents/bot"))
+                .bearer_auth(&key)
+                .json(&json!({"type": "ai_agent", "permissions": [{"resource": "reports:*", "actions": ["read"]}]}))
+                .send()
+                .await
+                .unwrap();
+            assert!(reply.status().is_success());
+            key
+        })
+    };
+    let unlimited = json!({"rate_limit_per_sec": 1_000_000, "burst": 1_000_000, "max_concurrent_evaluations": 1024});
+    let b = tenant("steady", unlimited.clone());
+    let a = tenant("noisy", json!({"rate_limit_per_sec": 100, "burst": 100}));
+    let secs = ROUND.as_secs().to_string();
+
+    println!(
+        "\n== noisy neighbour: B at 200/s; A flooding past 100/s from 16 connections; {ROUNDS} rounds of {ROUND:?}"
+    );
+    println!("round  B alone p50 / p99        B flooded p50 / p99      p99 growth  A refused/s");
+    let (mut alone_all, mut flooded_all) = (Vec::new(), Vec::new());
+    for round in 1..=ROUNDS {
+        let args = |mode: &str| {
+            vec![
+                addr.to_string(),
+                mode.into(),
+                b.clone(),
+                a.clone(),
+                secs.clone(),
+                "5000".into(),
+                "1".into(),
+            ]
+        };
+        let alone = latencies(&load(&pin, &args("steady")));
+        let flooded_out = load(&pin, &args("flooded"));
+        let flooded = latencies(&flooded_out);
+        let refused =
+            flooded_out["flood"]["refused"].as_u64().unwrap() as f64 / ROUND.as_secs_f64();
+        let (p99a, p99f) = (percentile(&alone, 0.99), percentile(&flooded, 0.99));
+        println!(
+            "{round:>5}  {:>6.3} / {:>6.3} ms       {:>6.3} / {:>6.3} ms       {:>+6.0}%   {refused:>9.0}",
+            percentile(&alone, 0.5),
+            p99a,
+            percentile(&flooded, 0.5),
+            p99f,
+            (p99f / p99a - 1.0) * 100.0
+        );
+        alone_all.extend(alone);
+        flooded_all.extend(flooded);
+    }
+    alone_all.sort_unstable();
+    flooded_all.sort_unstable();
+    let (p99a, p99f) = (percentile(&alone_all, 0.99), percentile(&flooded_all, 0.99));
+    println!(
+        "  all  {:>6.3} / {:>6.3} ms       {:>6.3} / {:>6.3} ms       {:>+6.0}%",
+        percentile(&alone_all, 0.5),
+        p99a,
+        percentile(&flooded_all, 0.5),
+        p99f,
+        (p99f / p99a - 1.0) * 100.0
+    );
+
+    println!("\n== throughput: 16 connections, {ROUND:?}; trivial axum handler as the baseline");
+    let exe = std::env::current_exe().unwrap();
+    let mut trivial = command(&pin.server, exe.to_str().unwrap());
+    trivial.arg("--trivial");
+    let (trivial_server, trivial_addr) = start(trivial, "listening", "listening ");
+    let throughput_args = |addr: SocketAddr| {
+        vec![
+            addr.to_string(),
+            "throughput".into(),
+            b.clone(),
+            a.clone(),
+            secs.clone(),
+            "0".into(),
+            "16".into(),
+        ]
+    };
+    let baseline = load(&pin, &throughput_args(trivial_addr))["per_sec"]
+        .as_f64()
+        .unwrap();
+    drop(trivial_server);
+    let ward = load(&pin, &throughput_args(addr))["per_sec"]
+        .as_f64()
+        .unwrap();
+    println!("trivial axum   {baseline:>9.0} requests/s");
+    println!(
+        "ward (batched) {ward:>9.0} decisions/s   ratio {:.2}",
+        ward / baseline
+    );
+
+    let half = ward / 2.0;
+    let every_us = (1_000_000.0 / half).round() as u64;
+    let at_half = latencies(&load(
+        &pin,
+        &[
+            addr.to_string(),
+            "steady".into(),
+            b.clone(),
+            a.clone(),
+            secs.clone(),
+            every_us.to_string(),
+            "16".into(),
+        ],
+    ));
+    println!(
+        "at half load ({half:.0}/s over 16 connections): p50 {:.3} ms, p99 {:.3} ms",
+        percentile(&at_half, 0.5),
+        percentile(&at_half, 0.99)
+    );
+}
