@@ -65,7 +65,9 @@ async fn rate_limit_is_hit_audited_once_and_recovered() {
     let key = tenant_with(
         &server,
         "acme",
-        json!({"rate_limit_per_sec": 2, "burst": 3}),
+        // One token a second: the five paced refusals below (at most
+        // 100 ms each) all fall before the next one.
+        json!({"rate_limit_per_sec": 1, "burst": 3}),
     )
     .await;
     for _ in 0..3 {
@@ -98,7 +100,33 @@ async fn rate_limit_is_hit_audited_once_and_recovered() {
     let usage = server.get("/v1/usage", &key).await;
     assert_eq!(usage.body["rate_limited"], 5);
     assert_eq!(usage.body["decisions"], 4);
-    assert_eq!(usage.body["rate_limit_per_sec"], 2);
+    assert_eq!(usage.body["rate_limit_per_sec"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_paced_by_http_refusal_delay_ms() {
+    let server = TestServer::start_with("[http]\nrefusal_delay_ms = 400\n").await;
+    let key = tenant_with(
+        &server,
+        "flood",
+        json!({"rate_limit_per_sec": 1, "burst": 1}),
+    )
+    .await;
+    assert_eq!(
+        server.post("/v1/authorize", &key, decision()).await.status,
+        200
+    );
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let refused = server.post("/v1/authorize", &key, decision()).await;
+        assert_eq!((refused.status, refused.code()), (429, "rate_limited"));
+        // Held for half to all of the delay (jittered), never less.
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(200),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,13 +1,10 @@
-//! HTTP benchmarks against a real server on loopback, in one run:
+//! `POST /v1/authorize` throughput with the audit log off, `batched` and
+//! `sync`, against a real server on loopback, in one run.
 //!
-//! 1. `POST /v1/authorize` throughput with the audit log in `batched` and
-//!    in `sync` mode;
-//! 2. noisy neighbour: tenant B's latency at a steady rate, alone and while
-//!    tenant A floods far past its rate limit.
-//!
-//! `cargo bench -p ward --bench http` (bounded: about a minute in all).
-//! The server and the load share this process's runtime and the machine's
-//! cores, so compare the figures of one run with each other.
+//! `cargo bench -p ward --bench http` (bounded: about 20 s). The server
+//! and the load share this process's runtime and the machine's cores, so
+//! compare the figures of one run with each other; `--bench load` measures
+//! with the load in a second process.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -127,27 +124,6 @@ async fn throughput(server: &Arc<Server>, key: &str, clients: usize) -> f64 {
     done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Latencies of one client sending a decision every `every`, over `RUN`.
-async fn steady(server: &Server, key: &str, every: Duration) -> Vec<Duration> {
-    let mut latencies = Vec::new();
-    let mut tick = tokio::time::interval(every);
-    let end = Instant::now() + RUN;
-    while Instant::now() < end {
-        tick.tick().await;
-        let started = Instant::now();
-        let reply = server.post("/v1/authorize", key, decision()).await;
-        assert_eq!(reply.status(), 200);
-        let _ = reply.bytes().await;
-        latencies.push(started.elapsed());
-    }
-    latencies
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -174,59 +150,6 @@ fn main() {
             rates[1] / rates[0],
             rates[2] / rates[0],
             rates[2] / rates[1]
-        );
-
-        println!(
-            "\n== noisy neighbour: tenant B at 200/s; tenant A flooding past 100/s with 16 clients"
-        );
-        let server = Arc::new(start(Durability::Batched).await);
-        let b = server.tenant("steady", unlimited.clone()).await;
-        let a = server
-            .tenant("noisy", json!({"rate_limit_per_sec": 100, "burst": 100}))
-            .await;
-        let mut alone = steady(&server, &b, Duration::from_millis(5)).await;
-        alone.sort();
-
-        let stop = Arc::new(AtomicBool::new(false));
-        let refused = Arc::new(AtomicU64::new(0));
-        let mut flood = Vec::new();
-        for _ in 0..16 {
-            let (server, a, stop, refused) = (
-                Arc::clone(&server),
-                a.clone(),
-                Arc::clone(&stop),
-                Arc::clone(&refused),
-            );
-            flood.push(tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let reply = server.post("/v1/authorize", &a, decision()).await;
-                    if reply.status() == 429 {
-                        refused.fetch_add(1, Ordering::Relaxed);
-                    }
-                    let _ = reply.bytes().await;
-                }
-            }));
-        }
-        let mut flooded = steady(&server, &b, Duration::from_millis(5)).await;
-        stop.store(true, Ordering::Relaxed);
-        for task in flood {
-            task.await.unwrap();
-        }
-        flooded.sort();
-        let (p50a, p99a) = (percentile(&alone, 0.5), percentile(&alone, 0.99));
-        let (p50f, p99f) = (percentile(&flooded, 0.5), percentile(&flooded, 0.99));
-        println!(
-            "B alone        p50 {p50a:>10.2?}  p99 {p99a:>10.2?}  ({} calls)",
-            alone.len()
-        );
-        println!(
-            "B with A flood p50 {p50f:>10.2?}  p99 {p99f:>10.2?}  ({} calls; A refused {} times)",
-            flooded.len(),
-            refused.load(Ordering::Relaxed)
-        );
-        println!(
-            "p99 growth = {:+.0}%",
-            (p99f.as_secs_f64() / p99a.as_secs_f64() - 1.0) * 100.0
         );
     });
 }

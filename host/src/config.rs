@@ -146,6 +146,11 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Longest a request may take before it is answered with 503.
     pub request_timeout_ms: u64,
+    /// A call refused by its tenant's limits is answered after this pause
+    /// (never longer than its `Retry-After`): it could not succeed sooner,
+    /// and a client retrying in a tight loop is slowed down instead of
+    /// taking the CPU that other tenants' decisions need. 0 answers at once.
+    pub refusal_delay_ms: u64,
 }
 
 impl Default for HttpConfig {
@@ -153,6 +158,7 @@ impl Default for HttpConfig {
         HttpConfig {
             max_body_bytes: 1 << 20,
             request_timeout_ms: 30_000,
+            refusal_delay_ms: 100,
         }
     }
 }

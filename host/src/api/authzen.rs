@@ -8,7 +8,7 @@ use axum::http::HeaderMap;
 use serde_json::{Map, Value, json};
 use ward_types::{AuthorizeRequest, Discovery, Evaluation, Evaluations};
 
-use super::decide::{MAX_BATCH, check_request, decide_one};
+use super::decide::{MAX_BATCH, admit, check_request, decide_one};
 use super::extract::ApiJson;
 use super::{ApiError, AppState, blocking};
 use crate::auth::Caller;
@@ -117,8 +117,7 @@ pub async fn evaluations(
 
     // Limits first, on the async worker (see `decide_all`).
     let tenant = caller.decision_tenant()?;
-    let count = u32::try_from(parsed.len()).unwrap_or(u32::MAX);
-    let permit = state.registry.admit(&tenant, count, &caller.actor)?;
+    let permit = admit(&state, &caller, &tenant, parsed.len()).await?;
     let registry = state.registry.clone();
     let actor = caller.actor.clone();
     let evaluations = blocking(move || {

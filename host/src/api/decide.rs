@@ -1,6 +1,8 @@
 //! Native decisions: `POST /v1/authorize` (short or AuthZEN-shaped form)
 //! and `POST /v1/authorize/batch`.
 
+use std::time::Duration;
+
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -11,6 +13,8 @@ use ward_types::{
 use super::extract::ApiJson;
 use super::{ApiError, AppState, blocking};
 use crate::auth::Caller;
+use crate::limits::Permit;
+use crate::registry::Admission;
 
 /// Most items in one batch.
 pub const MAX_BATCH: usize = 100;
@@ -88,8 +92,7 @@ pub async fn decide_all(
     requests: Vec<AuthorizeRequest>,
 ) -> Result<Vec<DecisionResponse>, ApiError> {
     let tenant = caller.decision_tenant()?;
-    let count = u32::try_from(requests.len()).unwrap_or(u32::MAX);
-    let permit = state.registry.admit(&tenant, count, &caller.actor)?;
+    let permit = admit(state, caller, &tenant, requests.len()).await?;
     let registry = state.registry.clone();
     let actor = caller.actor.clone();
     blocking(move || {
@@ -100,6 +103,32 @@ pub async fn decide_all(
             .collect()
     })
     .await
+}
+
+/// Checks the tenant's limits for `decisions` more decisions. A refusal
+/// is answered after `http.refusal_delay_ms` (at most its `Retry-After`).
+pub async fn admit(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &str,
+    decisions: usize,
+) -> Result<Permit, ApiError> {
+    let count = u32::try_from(decisions).unwrap_or(u32::MAX);
+    match state.registry.admit(tenant, count, &caller.actor) {
+        Ok(permit) => Ok(permit),
+        Err(Admission::Refused(refusal)) => {
+            // Jittered (half to all of the pause), so that a flood's
+            // connections, refused together, do not come back together.
+            let pause = Duration::from_millis(state.http.refusal_delay_ms)
+                .min(Duration::from_secs(refusal.retry_after_secs))
+                .mul_f64(rand::random_range(0.5..=1.0));
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+            Err(Admission::Refused(refusal).into())
+        }
+        Err(other) => Err(other.into()),
+    }
 }
 
 /// Decides one request for the caller's tenant.

@@ -118,10 +118,21 @@ impl FromRequestParts<AppState> for Caller {
         };
         let authorization = header(axum::http::header::AUTHORIZATION.as_str())?.map(str::to_string);
         let tenant = header(TENANT_HEADER)?.map(str::to_string);
-        let auth = state.auth.clone();
-        let caller =
+        // API keys and the operator token are checked in memory, here; a
+        // JWT may need its issuer's keys fetched or its tenant provisioned,
+        // so it is verified on a blocking thread.
+        let jwt = authorization
+            .as_deref()
+            .is_some_and(|value| value.matches('.').count() == 2);
+        let caller = if jwt {
+            let auth = state.auth.clone();
             blocking(move || Ok(auth.authenticate(authorization.as_deref(), tenant.as_deref())?))
-                .await?;
+                .await?
+        } else {
+            state
+                .auth
+                .authenticate(authorization.as_deref(), tenant.as_deref())?
+        };
         if caller.cross_tenant
             && let Some(tenant) = caller.tenant.clone()
         {

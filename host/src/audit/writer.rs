@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -103,6 +103,9 @@ pub struct AuditWriter {
 
 /// Most entries written with one store write.
 const MAX_BATCH: usize = 4096;
+/// How often a batch being gathered looks for more entries and flush
+/// requests (an audit read waits at most this long before its flush).
+const POLL: Duration = Duration::from_millis(2);
 
 impl AuditWriter {
     /// Starts the writer thread. With a `journal`, a batch is durable once
@@ -213,22 +216,10 @@ impl Worker {
     }
     fn run(mut self) {
         while let Ok(first) = self.receiver.recv() {
+            let barrier_first = matches!(first, Item::Barrier(_));
             let mut batch = vec![first];
-            if self.config.durability == Durability::Batched {
-                let deadline = Instant::now() + self.config.flush_interval;
-                while batch.len() < MAX_BATCH {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    match self.receiver.recv_timeout(left) {
-                        Ok(item) => {
-                            let barrier = matches!(item, Item::Barrier(_));
-                            batch.push(item);
-                            if barrier {
-                                break;
-                            }
-                        }
-                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-                    }
-                }
+            if self.config.durability == Durability::Batched && !barrier_first {
+                self.collect(&mut batch);
             } else {
                 while batch.len() < MAX_BATCH {
                     match self.receiver.try_recv() {
@@ -238,6 +229,34 @@ impl Worker {
                 }
             }
             self.commit(batch);
+        }
+    }
+
+    /// Batched mode: gathers entries until the flush interval has passed,
+    /// the batch is full or someone waits for a flush. It polls the queue
+    /// rather than waiting on it, so that callers never wake this thread
+    /// once per entry (on a busy core that costs a context switch each).
+    fn collect(&self, batch: &mut Vec<Item>) {
+        let deadline = Instant::now() + self.config.flush_interval;
+        loop {
+            while batch.len() < MAX_BATCH {
+                match self.receiver.try_recv() {
+                    Ok(item) => {
+                        let barrier = matches!(item, Item::Barrier(_));
+                        batch.push(item);
+                        if barrier {
+                            return;
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if batch.len() >= MAX_BATCH || left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(POLL));
         }
     }
 
