@@ -427,29 +427,29 @@ fn noisy(pin: &Pinning, ward: &Ward) {
         let flooded_out = load(pin, &load_args(ward, ward.addr, "flooded", 2000, 1));
         let flooded = latencies(&flooded_out);
         let answered = flooded_out["flood"]["per_sec"].as_f64().unwrap();
-        let (p99a, p99f) = (percentile(&alone, 0.99), percentile(&flooded, 0.99));
         println!(
-            "{round:>5}  {:>6.3} / {:>6.3} ms       {:>6.3} / {:>6.3} ms       {:>+6.0}%   {answered:>9.0}",
-            percentile(&alone, 0.5),
-            p99a,
-            percentile(&flooded, 0.5),
-            p99f,
-            (p99f / p99a - 1.0) * 100.0
+            "{}  {answered:>9.0}",
+            row(&round.to_string(), &alone, &flooded)
         );
         alone_all.extend(alone);
         flooded_all.extend(flooded);
     }
     alone_all.sort_unstable();
     flooded_all.sort_unstable();
-    let (p99a, p99f) = (percentile(&alone_all, 0.99), percentile(&flooded_all, 0.99));
-    println!(
-        "  all  {:>6.3} / {:>6.3} ms       {:>6.3} / {:>6.3} ms       {:>+6.0}%",
-        percentile(&alone_all, 0.5),
+    println!("{}", row("all", &alone_all, &flooded_all));
+}
+
+/// One line of the noisy-neighbour table (sorted latencies in µs).
+fn row(label: &str, alone: &[u64], flooded: &[u64]) -> String {
+    let (p99a, p99f) = (percentile(alone, 0.99), percentile(flooded, 0.99));
+    format!(
+        "{label:>5}  {:>6.3} / {:>6.3} ms       {:>6.3} / {:>6.3} ms       {:>+6.0}% ",
+        percentile(alone, 0.5),
         p99a,
-        percentile(&flooded_all, 0.5),
+        percentile(flooded, 0.5),
         p99f,
         (p99f / p99a - 1.0) * 100.0
-    );
+    )
 }
 
 fn main() {
