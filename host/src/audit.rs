@@ -126,24 +126,25 @@ impl AuditLog {
         target: Option<&str>,
         details: Value,
     ) -> Result<(), StoreError> {
-        let entry = AuditEntry {
-            id: crate::ids::next_ulid().to_string(),
-            time: Timestamp::now(),
-            actor: actor.to_string(),
-            kind,
-            target: target.map(str::to_string),
-            decision: None,
-            reasons: Vec::new(),
-            agent: None,
-            policy: None,
-            duration_us: None,
-            details,
-        };
+        let entry = event_entry(actor, kind, target, details);
         self.store.write(vec![Write::put_json(
             Kind::Audit,
             scoped_key(scope, &entry.id),
             &entry,
         )?])
+    }
+
+    /// Queues an event to `scope`'s log through the decision writer: never
+    /// dropped, durable as decisions are, and without waiting for the
+    /// disk (for events on the decision path, such as limit refusals).
+    pub fn queue_event(
+        &self,
+        scope: &str,
+        actor: &str,
+        kind: AuditKind,
+        details: Value,
+    ) -> Result<(), StoreError> {
+        self.record_decision(scope, &event_entry(actor, kind, None, details))
     }
 
     /// Appends a decision to `scope`'s log through the group-commit
@@ -227,4 +228,21 @@ fn matches(query: &AuditQuery, entry: &AuditEntry) -> bool {
             .agent
             .as_ref()
             .is_none_or(|name| entry.agent.as_ref().is_some_and(|a| &a.name == name))
+}
+
+/// A management event entry, stamped now.
+fn event_entry(actor: &str, kind: AuditKind, target: Option<&str>, details: Value) -> AuditEntry {
+    AuditEntry {
+        id: crate::ids::next_ulid().to_string(),
+        time: Timestamp::now(),
+        actor: actor.to_string(),
+        kind,
+        target: target.map(str::to_string),
+        decision: None,
+        reasons: Vec::new(),
+        agent: None,
+        policy: None,
+        duration_us: None,
+        details,
+    }
 }

@@ -224,14 +224,10 @@ impl Registry {
             Err(refusal) => {
                 if refusal.first_of_episode {
                     let details = serde_json::json!({"retry_after_secs": refusal.retry_after_secs});
+                    // Queued like a decision: this runs on the async
+                    // worker, which must not wait for the disk.
                     self.audit
-                        .record_event(
-                            &view.record.id,
-                            actor,
-                            refusal.reason.audit_kind(),
-                            None,
-                            details,
-                        )
+                        .queue_event(&view.record.id, actor, refusal.reason.audit_kind(), details)
                         .map_err(|err| Admission::Error(err.into()))?;
                 }
                 Err(Admission::Refused(refusal))
