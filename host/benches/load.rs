@@ -13,7 +13,8 @@
 //! 2. Throughput of `POST /v1/authorize` (API key, batched audit) from 16
 //!    connections, beside a trivial axum server that parses the same JSON
 //!    body and answers a constant decision (run by this binary, pinned the
-//!    same way); then B-style latency at half of Ward's throughput.
+//!    same way); the same decisions in 100-item batches; then latency at
+//!    half of Ward's single-call throughput.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -30,6 +31,18 @@ const OPERATOR: &str = "bench-operator";
 const ROUND: Duration = Duration::from_secs(5);
 const ROUNDS: usize = 4;
 const DECISION: &str = r#"{"agent":"bot","action":"read","resource":"reports:q3"}"#;
+const SINGLE: &str = "/v1/authorize";
+/// Items in one batch of the batch measurement.
+const BATCH: usize = 100;
+
+fn single() -> (&'static str, String) {
+    (SINGLE, DECISION.to_string())
+}
+
+fn batch() -> (&'static str, String) {
+    let items = vec![DECISION; BATCH].join(",");
+    ("/v1/authorize/batch", format!(r#"{{"items":[{items}]}}"#))
+}
 
 // ---- the load generator (child process) ------------------------------------
 
@@ -41,13 +54,13 @@ struct Conn {
 }
 
 impl Conn {
-    async fn open(addr: SocketAddr, key: &str) -> Conn {
+    async fn open(addr: SocketAddr, key: &str, path: &str, body: &str) -> Conn {
         let stream = TcpStream::connect(addr).await.unwrap();
         stream.set_nodelay(true).unwrap();
         let request = format!(
-            "POST /v1/authorize HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{DECISION}",
-            DECISION.len()
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
         )
         .into_bytes();
         Conn {
@@ -94,14 +107,21 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Calls from `conns` connections as fast as answers come, for `run`.
-async fn closed_loop(addr: SocketAddr, key: String, conns: usize, run: Duration) -> Value {
+/// Calls (of `path` with `body`) from `conns` connections as fast as
+/// answers come, for `run`.
+async fn closed_loop(
+    addr: SocketAddr,
+    key: String,
+    conns: usize,
+    run: Duration,
+    (path, body): (&'static str, String),
+) -> Value {
     let end = Instant::now() + run;
     let mut tasks = Vec::new();
     for _ in 0..conns {
-        let key = key.clone();
+        let (key, body) = (key.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
-            let mut conn = Conn::open(addr, &key).await;
+            let mut conn = Conn::open(addr, &key, path, &body).await;
             let (mut ok, mut refused) = (0u64, 0u64);
             while Instant::now() < end {
                 match conn.call().await {
@@ -136,7 +156,7 @@ async fn open_loop(
     for i in 0..conns {
         let key = key.clone();
         tasks.push(tokio::spawn(async move {
-            let mut conn = Conn::open(addr, &key).await;
+            let mut conn = Conn::open(addr, &key, SINGLE, DECISION).await;
             let mut latencies = Vec::new();
             let mut next = start + every * i;
             while next < start + run {
@@ -174,11 +194,12 @@ fn load_child(args: &[String]) {
         match mode.as_str() {
             "steady" => json!({"latencies": open_loop(addr, key_b, every, run, conns).await}),
             "flooded" => {
-                let flood = tokio::spawn(closed_loop(addr, key_a, 16, run));
+                let flood = tokio::spawn(closed_loop(addr, key_a, 16, run, single()));
                 let latencies = open_loop(addr, key_b, every, run, conns).await;
                 json!({"latencies": latencies, "flood": flood.await.unwrap()})
             }
-            "throughput" => closed_loop(addr, key_b, 16, run).await,
+            "throughput" => closed_loop(addr, key_b, 16, run, single()).await,
+            "batch" => closed_loop(addr, key_b, 16, run, batch()).await,
             other => panic!("unknown mode {other}"),
         }
     });
@@ -486,6 +507,14 @@ fn main() {
     println!(
         "ward (batched) {rate:>9.0} decisions/s   ratio {:.2}",
         rate / baseline
+    );
+    let batches = load(&pin, &load_args(&ward, ward.addr, "batch", 0, 16))["per_sec"]
+        .as_f64()
+        .unwrap();
+    let in_batches = batches * BATCH as f64;
+    println!(
+        "ward, {BATCH}-item batches {in_batches:>9.0} decisions/s   cost per decision {:.2} of a single call's",
+        rate / in_batches
     );
 
     let half = rate / 2.0;
