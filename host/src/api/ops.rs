@@ -55,7 +55,7 @@ fn render_metrics(state: &AppState) -> String {
     use std::sync::atomic::Ordering;
 
     use crate::limits::Gates;
-    use crate::metrics::{header, label};
+    use crate::metrics::header;
 
     let registry = &state.registry;
     let mut out = String::new();
@@ -69,26 +69,17 @@ fn render_metrics(state: &AppState) -> String {
         "counter",
         "Decisions by tenant and outcome.",
     );
-    let outcomes = ["allow", "deny", "error"];
-    let mut totals = [0u64; 3];
-    for (tenant, gate) in &tenants {
-        for (i, outcome) in outcomes.iter().enumerate() {
-            let count = gate.outcomes[i].load(Ordering::Relaxed);
-            totals[i] += count;
-            if state.tenant_labels {
-                let _ = writeln!(
-                    out,
-                    "ward_decisions_total{{tenant=\"{}\",outcome=\"{outcome}\"}} {count}",
-                    label(tenant)
-                );
-            }
-        }
-    }
-    if !state.tenant_labels {
-        for (outcome, count) in outcomes.iter().zip(totals) {
-            let _ = writeln!(out, "ward_decisions_total{{outcome=\"{outcome}\"}} {count}");
-        }
-    }
+    tenant_counters(
+        &mut out,
+        &tenants,
+        state.tenant_labels,
+        (
+            "ward_decisions_total",
+            "outcome",
+            &["allow", "deny", "error"],
+        ),
+        |gate| &gate.outcomes,
+    );
 
     header(
         &mut out,
@@ -96,26 +87,13 @@ fn render_metrics(state: &AppState) -> String {
         "counter",
         "Calls refused by a tenant limit, by code.",
     );
-    let codes = Gates::refusal_codes();
-    let mut refused = [0u64; 3];
-    for (tenant, gate) in &tenants {
-        for (i, code) in codes.iter().enumerate() {
-            let count = gate.refused[i].load(Ordering::Relaxed);
-            refused[i] += count;
-            if state.tenant_labels {
-                let _ = writeln!(
-                    out,
-                    "ward_rejections_total{{tenant=\"{}\",code=\"{code}\"}} {count}",
-                    label(tenant)
-                );
-            }
-        }
-    }
-    if !state.tenant_labels {
-        for (code, count) in codes.iter().zip(refused) {
-            let _ = writeln!(out, "ward_rejections_total{{code=\"{code}\"}} {count}");
-        }
-    }
+    tenant_counters(
+        &mut out,
+        &tenants,
+        state.tenant_labels,
+        ("ward_rejections_total", "code", &Gates::refusal_codes()),
+        |gate| &gate.refused,
+    );
 
     header(
         &mut out,
@@ -168,4 +146,37 @@ fn render_metrics(state: &AppState) -> String {
         .flush_us
         .render(&mut out, "ward_audit_flush_duration_seconds", "");
     out
+}
+
+/// One counter family kept per tenant: a series per tenant and `key`
+/// value, or (without tenant labels) one per value, summed.
+fn tenant_counters(
+    out: &mut String,
+    tenants: &[(&String, &std::sync::Arc<crate::limits::TenantGate>)],
+    tenant_labels: bool,
+    (name, key, values): (&str, &str, &[&str]),
+    counters: impl Fn(&crate::limits::TenantGate) -> &[std::sync::atomic::AtomicU64; 3],
+) {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering;
+
+    let mut totals = [0u64; 3];
+    for (tenant, gate) in tenants {
+        for (i, value) in values.iter().enumerate() {
+            let count = counters(gate)[i].load(Ordering::Relaxed);
+            totals[i] += count;
+            if tenant_labels {
+                let _ = writeln!(
+                    out,
+                    "{name}{{tenant=\"{}\",{key}=\"{value}\"}} {count}",
+                    crate::metrics::label(tenant)
+                );
+            }
+        }
+    }
+    if !tenant_labels {
+        for (value, count) in values.iter().zip(totals) {
+            let _ = writeln!(out, "{name}{{{key}=\"{value}\"}} {count}");
+        }
+    }
 }
