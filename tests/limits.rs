@@ -179,6 +179,55 @@ async fn concurrency_limit_is_hit_and_recovered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_slower_than_the_inline_slice_is_decided_once_on_a_blocking_thread() {
+    let server = TestServer::start().await;
+    let key = tenant_with(&server, "acme", json!({"sandbox": {"timeout_ms": 2000}})).await;
+    let uploaded = server
+        .upload("/v1/policies/slow", &key, guest("spin"))
+        .await;
+    assert_eq!(uploaded.status, 201, "{}", uploaded.body);
+    server
+        .put("/v1/policies/slow/config", &key, json!({"spin_ms": 40}))
+        .await;
+    server
+        .put(
+            "/v1/agents/slowpoke",
+            &key,
+            json!({"type": "ai_agent", "policy": "slow"}),
+        )
+        .await;
+    let slow = json!({"agent": "slowpoke", "action": "read", "resource": "doc:1"});
+
+    let answer = server.post("/v1/authorize", &key, slow.clone()).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["decision"], true, "{}", answer.body);
+    // A batch mixing quick and slow items answers each, in order.
+    let batch = json!({"items": [decision(), slow, decision()]});
+    let answers = server.post("/v1/authorize/batch", &key, batch).await;
+    assert_eq!(answers.status, 200, "{}", answers.body);
+    let results = answers.body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    assert!(results.iter().all(|r| r["decision"] == true), "{results:?}");
+    assert_eq!(results[1]["policy"]["name"], "slow");
+
+    // One audit entry per decision: the abandoned inline attempt left none.
+    let page = server.get("/v1/audit?kind=decision&limit=100", &key).await;
+    let entries = page.body["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 4, "{}", page.body);
+    let slow_entries: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["policy"]["name"] == "slow")
+        .collect();
+    assert_eq!(slow_entries.len(), 2);
+    for entry in slow_entries {
+        let spent = entry["details"]["usage"]["sandbox_us"].as_u64().unwrap();
+        // The full run's ~40 ms (the guest's clock counts whole ms), not
+        // the 1-2 ms of an abandoned inline attempt.
+        assert!(spent >= 30_000, "{entry}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monthly_budget_is_hit_over_http() {
     let server = TestServer::start().await;
     let key = tenant_with(&server, "acme", json!({"max_decisions_per_month": 2})).await;

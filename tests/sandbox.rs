@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 use ward::sandbox::{
     LoadError, MemoryData, NoData, Outcome, PolicyErrorKind, Sandbox, SandboxConfig, SandboxLimits,
+    Slice,
 };
 
 use crate::support::*;
@@ -407,6 +408,40 @@ fn timeout_is_obeyed() {
     };
     let outcome = run("spin", r#"{"spin_ms": 5}"#, &limits);
     assert!(outcome.allow, "{outcome:?}");
+}
+
+#[test]
+fn an_inline_slice_gives_up_on_a_slow_policy_and_a_full_one_finishes_it() {
+    let spin = load("spin");
+    let limits = SandboxLimits {
+        timeout_ms: 500,
+        ..SandboxLimits::default()
+    };
+    let within = |config: &str, slice, limits: &SandboxLimits| {
+        shared_sandbox().evaluate_within(
+            &spin,
+            &configured(config),
+            limits,
+            Arc::new(NoData),
+            slice,
+        )
+    };
+    // 1000 loop iterations take microseconds: decided inline.
+    let quick = within(r#"{"iterations": 1000}"#, Slice::Inline, &limits);
+    assert!(quick.is_some_and(|outcome| outcome.allow));
+    // 30 ms is past any inline slice (at most 2 ticks of 1 ms)...
+    assert!(within(r#"{"spin_ms": 30}"#, Slice::Inline, &limits).is_none());
+    // ...and well within the tenant's timeout.
+    let full = within(r#"{"spin_ms": 30}"#, Slice::Full, &limits).unwrap();
+    assert!(full.allow, "{full:?}");
+    assert!(full.usage.duration >= Duration::from_millis(30));
+    // A timeout no longer than the slice is final even inline.
+    let impatient = SandboxLimits {
+        timeout_ms: 1,
+        ..SandboxLimits::default()
+    };
+    let timed_out = within("null", Slice::Inline, &impatient).unwrap();
+    assert_denied_with(&timed_out, PolicyErrorKind::Timeout);
 }
 
 #[test]

@@ -15,7 +15,7 @@ use ward_types::{
 
 use crate::limits::Outcome;
 use crate::registry::{Registry, RegistryError, ScopeIndex, TenantView};
-use crate::sandbox::{self, DataLookup, PolicyFailure, Usage};
+use crate::sandbox::{self, DataLookup, PolicyFailure, Slice, Usage};
 
 /// The builtin policy used when neither the agent nor the tenant names one.
 pub const BUILTIN_POLICY: &str = "permissions";
@@ -61,11 +61,26 @@ impl Registry {
         request: &AuthorizeRequest,
         actor: &str,
     ) -> Result<DecisionOutcome, RegistryError> {
+        self.authorize_within(tenant_id, request, actor, Slice::Full)
+    }
+
+    /// Like [`Registry::authorize`], with the policy run within `slice`.
+    /// Under [`Slice::Inline`] a policy that does not finish in its slice
+    /// gives [`RegistryError::Unfinished`], and nothing is recorded.
+    pub fn authorize_within(
+        &self,
+        tenant_id: &str,
+        request: &AuthorizeRequest,
+        actor: &str,
+        slice: Slice,
+    ) -> Result<DecisionOutcome, RegistryError> {
         let started = Instant::now();
         let view = self
             .tenant_view(tenant_id)
             .ok_or_else(|| RegistryError::not_found("tenant", tenant_id))?;
-        let outcome = self.decide(&view, request, started);
+        let outcome = self
+            .decide(&view, request, started, slice)
+            .ok_or(RegistryError::Unfinished)?;
         self.audit()
             .record_decision(&view.record.id, &audit_entry(&outcome, request, actor))?;
         self.count(&view.record.id, &outcome);
@@ -90,14 +105,16 @@ impl Registry {
         self.gates().record(tenant, counted);
     }
 
+    /// The decision; `None` when the policy did not finish in `slice`.
     fn decide(
         &self,
         view: &Arc<TenantView>,
         request: &AuthorizeRequest,
         started: Instant,
-    ) -> DecisionOutcome {
-        let deny =
-            |reason: &str, agent: Option<AgentRef>, policy: Option<PolicyRef>| DecisionOutcome {
+        slice: Slice,
+    ) -> Option<DecisionOutcome> {
+        let deny = |reason: &str, agent: Option<AgentRef>, policy: Option<PolicyRef>| {
+            Some(DecisionOutcome {
                 response: DecisionResponse {
                     decision: false,
                     decision_id: crate::ids::next_ulid().to_string(),
@@ -109,7 +126,8 @@ impl Registry {
                 failure: None,
                 usage: None,
                 duration: started.elapsed(),
-            };
+            })
+        };
         if view.record.status == TenantStatus::Suspended {
             return deny("tenant_suspended", None, None);
         }
@@ -196,14 +214,18 @@ impl Registry {
             tenant: Arc::clone(view),
             global,
         });
-        let outcome =
-            self.sandbox()
-                .evaluate(&compiled, &wit_request, &view.settings.sandbox, data);
+        let outcome = self.sandbox().evaluate_within(
+            &compiled,
+            &wit_request,
+            &view.settings.sandbox,
+            data,
+            slice,
+        )?;
         let context = match serde_json::from_str::<Value>(&outcome.context) {
             Ok(Value::Object(map)) => map,
             _ => Map::new(),
         };
-        DecisionOutcome {
+        Some(DecisionOutcome {
             response: DecisionResponse {
                 decision: outcome.allow,
                 decision_id: crate::ids::next_ulid().to_string(),
@@ -215,7 +237,7 @@ impl Registry {
             failure: outcome.failure,
             usage: Some(outcome.usage),
             duration: started.elapsed(),
-        }
+        })
     }
 }
 

@@ -58,6 +58,10 @@ pub enum RegistryError {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An evaluation under [`crate::sandbox::Slice::Inline`] did not finish
+    /// in its slice and must be run again on a thread that may block.
+    #[error("the evaluation did not finish in its inline slice")]
+    Unfinished,
 }
 
 impl RegistryError {
@@ -73,7 +77,7 @@ impl RegistryError {
             RegistryError::Module(LoadError::Busy) => "busy",
             RegistryError::Module(LoadError::Internal(_)) => "internal",
             RegistryError::Module(_) => "invalid_module",
-            RegistryError::Store(_) => "internal",
+            RegistryError::Store(_) | RegistryError::Unfinished => "internal",
         }
     }
 

@@ -28,7 +28,7 @@ use wasmtime::component::{HasSelf, Linker};
 pub use bindings::ward::policy::types::{
     Action, Agent, Decision, Entity, Permission, Request, Scope, Tenant,
 };
-pub use evaluate::{Outcome, PolicyErrorKind, PolicyFailure, Usage};
+pub use evaluate::{INLINE_TICKS, Outcome, PolicyErrorKind, PolicyFailure, Slice, Usage};
 pub use host::{DataLookup, MemoryData, NoData};
 pub use limits::SandboxLimits;
 pub use load::LoadedPolicy;

@@ -6,11 +6,11 @@
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use serde_json::{Map, Value, json};
-use ward_types::{AuthorizeRequest, Discovery, Evaluation, Evaluations};
+use ward_types::{AuthorizeRequest, DecisionResponse, Discovery, Evaluation, Evaluations};
 
-use super::decide::{MAX_BATCH, admit, check_request, decide_one};
+use super::decide::{MAX_BATCH, check_request, decide_all, decide_one, execute_all};
 use super::extract::ApiJson;
-use super::{ApiError, AppState, blocking};
+use super::{ApiError, AppState};
 use crate::auth::Caller;
 
 fn item_error(message: String) -> Evaluation {
@@ -115,34 +115,19 @@ pub async fn evaluations(
         })
         .collect();
 
-    // Limits first, on the async worker (see `decide_all`).
-    let tenant = caller.decision_tenant()?;
-    let permit = admit(&state, &caller, &tenant, parsed.len()).await?;
-    let registry = state.registry.clone();
-    let actor = caller.actor.clone();
-    let evaluations = blocking(move || {
-        let _permit = permit;
-        let mut out = Vec::with_capacity(parsed.len());
-        for item in parsed {
-            let evaluation = match item {
-                Ok(request) => {
-                    Evaluation::from(registry.authorize(&tenant, &request, &actor)?.response)
-                }
-                Err(message) => item_error(message),
-            };
-            let stop = match semantic {
-                Semantic::ExecuteAll => false,
-                Semantic::DenyOnFirstDeny => !evaluation.decision,
-                Semantic::PermitOnFirstPermit => evaluation.decision,
-            };
-            out.push(evaluation);
-            if stop {
-                break;
-            }
-        }
-        Ok(out)
-    })
-    .await?;
+    let stop: fn(&DecisionResponse) -> bool = match semantic {
+        Semantic::ExecuteAll => execute_all,
+        Semantic::DenyOnFirstDeny => |decision| !decision.decision,
+        Semantic::PermitOnFirstPermit => |decision| decision.decision,
+    };
+    let evaluations = decide_all(&state, &caller, parsed, stop)
+        .await?
+        .into_iter()
+        .map(|answer| match answer {
+            Ok(decision) => Evaluation::from(decision),
+            Err(message) => item_error(message),
+        })
+        .collect();
     Ok(axum::Json(Evaluations { evaluations }).into_response())
 }
 

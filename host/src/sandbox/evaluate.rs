@@ -117,6 +117,19 @@ pub(super) struct OutputLimits {
     pub(super) max_context_bytes: usize,
 }
 
+/// How long one evaluation may hold the calling thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slice {
+    /// Up to the tenant's `timeout_ms`: for threads that may block.
+    Full,
+    /// At most [`INLINE_TICKS`] epoch ticks (1–2 ms with the default
+    /// tick): for an async worker, which must not be held longer.
+    Inline,
+}
+
+/// Epoch ticks an evaluation may run under [`Slice::Inline`].
+pub const INLINE_TICKS: u64 = 2;
+
 impl Sandbox {
     /// Evaluates `request` with `policy` on a fresh instance, under
     /// `limits`, with `data` as what `data-get` reads.
@@ -134,6 +147,45 @@ impl Sandbox {
         limits: &SandboxLimits,
         data: Arc<dyn DataLookup>,
     ) -> Outcome {
+        let deadline = self.deadline_ticks(limits.timeout_ms);
+        self.run(policy, request, limits, data, deadline).0
+    }
+
+    /// Like [`Sandbox::evaluate`], within `slice`. `None` when an
+    /// [`Slice::Inline`] evaluation did not finish in its slice: nothing of
+    /// it was kept (not even its log lines), and the caller runs it again
+    /// with [`Slice::Full`] on a thread that may block. Policies are pure
+    /// functions of their input on a fresh instance, so the second run
+    /// decides exactly as the first would have.
+    pub fn evaluate_within(
+        &self,
+        policy: &LoadedPolicy,
+        request: &Request,
+        limits: &SandboxLimits,
+        data: Arc<dyn DataLookup>,
+        slice: Slice,
+    ) -> Option<Outcome> {
+        let full = self.deadline_ticks(limits.timeout_ms);
+        let deadline = match slice {
+            Slice::Full => full,
+            Slice::Inline => full.min(INLINE_TICKS),
+        };
+        match self.run(policy, request, limits, data, deadline) {
+            (_, true) if deadline < full => None,
+            (outcome, _) => Some(outcome),
+        }
+    }
+
+    /// One evaluation with `deadline` epoch ticks; also whether it was
+    /// interrupted by that deadline (its logs are then dropped).
+    fn run(
+        &self,
+        policy: &LoadedPolicy,
+        request: &Request,
+        limits: &SandboxLimits,
+        data: Arc<dyn DataLookup>,
+        deadline: u64,
+    ) -> (Outcome, bool) {
         let started = Instant::now();
         let stdio = CapturedOutput::new(self.config.max_log_bytes);
         let log = LogSink::new(
@@ -146,7 +198,7 @@ impl Sandbox {
         store.limiter(|state| &mut state.limiter);
         let fuel = limits.fuel.unwrap_or(u64::MAX);
         let _ = store.set_fuel(fuel);
-        store.set_epoch_deadline(self.deadline_ticks(limits.timeout_ms));
+        store.set_epoch_deadline(deadline);
         store.set_hostcall_fuel(usize::try_from(limits.hostcall_bytes).unwrap_or(usize::MAX));
 
         let called = match policy.pre.instantiate(&mut store) {
@@ -165,16 +217,28 @@ impl Sandbox {
             Err(failure) => Err(failure),
         };
 
+        let interrupted = matches!(&result, Err(f) if f.kind == PolicyErrorKind::Timeout);
         let fuel_left = store.get_fuel().unwrap_or(0);
         let state = store.data_mut();
+        if interrupted && deadline < self.deadline_ticks(limits.timeout_ms) {
+            let outcome = Outcome {
+                allow: false,
+                reasons: Vec::new(),
+                context: String::new(),
+                failure: None,
+                usage: Usage::default(),
+            };
+            return (outcome, true);
+        }
         state.log.emit_stdio(&stdio);
+        state.log.flush();
         let usage = Usage {
             duration: started.elapsed(),
             fuel_consumed: limits.fuel.map(|_| fuel - fuel_left),
             peak_memory_bytes: state.limiter.peak_memory as u64,
             log_truncated: state.log.dropped,
         };
-        match result {
+        let outcome = match result {
             Ok((allow, reasons, context)) => Outcome {
                 allow,
                 reasons,
@@ -198,7 +262,8 @@ impl Sandbox {
                     usage,
                 }
             }
-        }
+        };
+        (outcome, interrupted)
     }
 
     fn deadline_ticks(&self, timeout_ms: u64) -> u64 {

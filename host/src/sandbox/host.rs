@@ -44,11 +44,14 @@ impl DataLookup for MemoryData {
 
 /// Where the guest's log lines and stdio go: the host log, tagged with the
 /// tenant and policy, until the per-evaluation byte budget is spent.
+/// Lines are held until the evaluation ends ([`LogSink::flush`]), so that an
+/// evaluation that is abandoned and run again logs once.
 pub(super) struct LogSink {
     pub(super) tenant: String,
     pub(super) policy: String,
     budget: usize,
     pub(super) dropped: bool,
+    held: Vec<(host::Level, String)>,
 }
 
 impl LogSink {
@@ -58,6 +61,7 @@ impl LogSink {
             policy,
             budget,
             dropped: false,
+            held: Vec::new(),
         }
     }
 
@@ -68,7 +72,18 @@ impl LogSink {
             return;
         }
         self.budget -= message.len();
+        self.held.push((level, message.to_string()));
+    }
+
+    /// Writes the held lines to the host log.
+    pub(super) fn flush(&mut self) {
         let (tenant, policy) = (self.tenant.as_str(), self.policy.as_str());
+        for (level, message) in self.held.drain(..) {
+            Self::write(level, tenant, policy, &message);
+        }
+    }
+
+    fn write(level: host::Level, tenant: &str, policy: &str, message: &str) {
         match level {
             host::Level::Trace => {
                 tracing::trace!(target: "ward::policy", tenant, policy, "{message}")
