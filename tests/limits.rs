@@ -180,7 +180,18 @@ async fn concurrency_limit_is_hit_and_recovered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_slower_than_the_inline_slice_is_decided_once_on_a_blocking_thread() {
-    let server = TestServer::start().await;
+    slow_and_quick_decisions(TestServer::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_inline_decisions_off_every_decision_still_runs() {
+    slow_and_quick_decisions(TestServer::start_with("[http]\ninline_decisions = false\n").await)
+        .await;
+}
+
+/// A 40 ms policy, alone and in a batch between quick ones: each answered
+/// in order, and audited once.
+async fn slow_and_quick_decisions(server: TestServer) {
     let key = tenant_with(&server, "acme", json!({"sandbox": {"timeout_ms": 2000}})).await;
     let uploaded = server
         .upload("/v1/policies/slow", &key, guest("spin"))

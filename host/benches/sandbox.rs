@@ -8,6 +8,10 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+
+mod support {
+    pub mod permissions;
+}
 use ward::plugins::PERMISSIONS_WASM;
 use ward::sandbox::{
     Action, Agent, Entity, NoData, Permission, Request, Sandbox, SandboxConfig, SandboxLimits,
@@ -65,42 +69,17 @@ fn request(action: &str, kind: &str, id: &str) -> Request {
     }
 }
 
-/// The `permissions` policy's rules, natively: same matching (the SDK's
-/// `glob_match`), same reasons.
+/// The `permissions` policy's rules, natively.
 fn permissions_native(request: &Request) -> (bool, Vec<String>) {
     let resource = format!("{}:{}", request.resource.type_, request.resource.id);
-    let action = request.action.name.as_str();
     let Some(agent) = &request.agent else {
         return (false, vec![String::from("not an agent")]);
     };
-    let mut without_action = Vec::new();
-    for p in &agent.permissions {
-        if !ward_policy::glob_match(&p.resource, &resource) {
-            continue;
-        }
-        if p.actions.iter().any(|a| a == action || a == "*") {
-            return (
-                true,
-                vec![format!(
-                    "`{}` grants `{action}` on `{resource}`",
-                    p.resource
-                )],
-            );
-        }
-        without_action.push(p.resource.as_str());
-    }
-    let reason = if without_action.is_empty() {
-        format!(
-            "no permission of agent `{}` matches `{resource}`",
-            agent.name
-        )
-    } else {
-        format!(
-            "`{}` matches `{resource}` but does not grant `{action}`",
-            without_action.join("`, `")
-        )
-    };
-    (false, vec![reason])
+    let grants = agent
+        .permissions
+        .iter()
+        .map(|p| (p.resource.as_str(), p.actions.iter().map(String::as_str)));
+    support::permissions::decide(&agent.name, grants, &resource, &request.action.name)
 }
 
 fn bench(c: &mut Criterion) {

@@ -151,6 +151,10 @@ pub struct HttpConfig {
     /// and a client retrying in a tight loop is slowed down instead of
     /// taking the CPU that other tenants' decisions need. 0 answers at once.
     pub refusal_delay_ms: u64,
+    /// Decide on the async worker first, each decision within a 1-2 ms
+    /// slice (the rest on a blocking thread). `false` sends every decision
+    /// to a blocking thread.
+    pub inline_decisions: bool,
 }
 
 impl Default for HttpConfig {
@@ -159,6 +163,7 @@ impl Default for HttpConfig {
             max_body_bytes: 1 << 20,
             request_timeout_ms: 30_000,
             refusal_delay_ms: 100,
+            inline_decisions: true,
         }
     }
 }

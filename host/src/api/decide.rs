@@ -104,7 +104,8 @@ pub type Item = Result<AuthorizeRequest, String>;
 /// A policy that does not finish in its slice, and whatever the budget
 /// leaves, goes to a blocking thread, where the policy runs again from the
 /// start with the tenant's full `timeout_ms` — so a slow policy holds a
-/// worker for at most a slice.
+/// worker for at most a slice. With `http.inline_decisions = false` every
+/// decision goes to a blocking thread.
 pub async fn decide_all(
     state: &AppState,
     caller: &Caller,
@@ -119,7 +120,7 @@ pub async fn decide_all(
     let mut out = Vec::with_capacity(items.len());
     let mut items = items.into_iter();
     let mut unfinished = None;
-    while began.elapsed() < INLINE_BUDGET {
+    while state.http.inline_decisions && began.elapsed() < INLINE_BUDGET {
         let Some(item) = items.next() else {
             return Ok(out);
         };

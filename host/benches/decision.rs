@@ -1,0 +1,338 @@
+//! One in-process decision, three ways, in one run (issue 7, target 1):
+//!
+//! - **ward**: `Registry::authorize` — tenant and agent resolution, policy
+//!   choice, the builtin `permissions` policy on a fresh sandbox instance,
+//!   the answer; the audit log discards entries (audit off);
+//! - **native**: the same rules in plain Rust (agent looked up in a map,
+//!   the SDK's `glob_match`, the same reasons);
+//! - **cedar**: the `cedar-policy` crate, one policy set per agent, one
+//!   `permit … when { context.resource like "…" }` per permission — the
+//!   fastest natural formulation: no entity store is needed.
+//!
+//! Scenario: 50 agents × 10 permissions with `*` globs, 1,000 fixed
+//! requests, half allowed. Before timing, all three must give the same
+//! decision for every request. Then rounds of the 1,000 requests
+//! alternate between the three (so that drift on a noisy machine hits
+//! each alike); the figure is the median over rounds of the mean time per
+//! decision. `cargo bench -p ward --bench decision` (about 30 s).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use cedar_policy::{
+    Authorizer, Context, Decision, Entities, EntityId, EntityTypeName, EntityUid, PolicySet,
+    RestrictedExpression,
+};
+use ward::audit::AuditLog;
+use ward::audit::writer::{Durability, WriterConfig};
+use ward::registry::{Registry, ScopeId};
+use ward::sandbox::{Sandbox, SandboxConfig};
+use ward::store::{SledStore, Store};
+use ward_types::{
+    AgentStatus, AuthorizeRequest, CreateTenant, Entity, Permission, PutAgent, RequestAction,
+    TenantKind,
+};
+
+mod support {
+    pub mod permissions;
+}
+
+const AGENTS: usize = 50;
+const GRANTS: usize = 10;
+const REQUESTS: usize = 1_000;
+const ROUNDS: usize = 15;
+const TYPES: [&str; 10] = [
+    "reports", "invoices", "docs", "tickets", "crm", "wiki", "builds", "calendar", "mail", "files",
+];
+const ACTIONS: [&str; 5] = ["read", "write", "export", "comment", "delete"];
+
+/// A small deterministic generator: the same scenario on every run.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) % below as u64) as usize
+    }
+}
+
+fn agent_name(agent: usize) -> String {
+    format!("agent-{agent:02}")
+}
+
+/// Agent `agent`'s 10 grants: every pattern has a `*`, some grant `*`.
+fn grants(agent: usize) -> Vec<Permission> {
+    (0..GRANTS)
+        .map(|j| {
+            let kind = TYPES[(agent + j) % TYPES.len()];
+            let resource = match j % 4 {
+                0 => format!("{kind}:*"),
+                1 => format!("{kind}:team-{}-*", agent % 7),
+                2 => format!("*:public-{kind}-*"),
+                _ => format!("{kind}:*-{}", agent % 3),
+            };
+            let mut actions = if j == 9 && agent.is_multiple_of(5) {
+                vec![String::from("*")]
+            } else {
+                vec![
+                    ACTIONS[(agent + j) % ACTIONS.len()].to_string(),
+                    ACTIONS[(agent + 2 * j + 1) % ACTIONS.len()].to_string(),
+                ]
+            };
+            actions.dedup();
+            Permission { resource, actions }
+        })
+        .collect()
+}
+
+struct Scenario {
+    agents: HashMap<String, Vec<Permission>>,
+    requests: Vec<AuthorizeRequest>,
+    expected: Vec<bool>,
+}
+
+fn native(
+    agents: &HashMap<String, Vec<Permission>>,
+    request: &AuthorizeRequest,
+) -> (bool, Vec<String>) {
+    let resource = format!("{}:{}", request.resource.kind, request.resource.id);
+    let Some(grants) = agents.get(&request.subject.id) else {
+        return (false, vec![String::from("unknown_agent")]);
+    };
+    let grants = grants
+        .iter()
+        .map(|p| (p.resource.as_str(), p.actions.iter().map(String::as_str)));
+    support::permissions::decide(&request.subject.id, grants, &resource, &request.action.name)
+}
+
+/// 1,000 requests, alternately one that the rules allow and one they deny.
+fn scenario() -> Scenario {
+    let agents: HashMap<String, Vec<Permission>> =
+        (0..AGENTS).map(|a| (agent_name(a), grants(a))).collect();
+    let mut rng = Lcg(7);
+    let mut requests = Vec::with_capacity(REQUESTS);
+    let mut expected = Vec::with_capacity(REQUESTS);
+    for k in 0..REQUESTS {
+        let want = k % 2 == 0;
+        let agent = agent_name(k % AGENTS);
+        loop {
+            let kind = TYPES[rng.next(TYPES.len())];
+            let n = rng.next(1000);
+            let id = match rng.next(4) {
+                0 => format!("team-{}-{n}", n % 7),
+                1 => format!("public-{}-{n}", TYPES[n % TYPES.len()]),
+                2 => format!("q{n}"),
+                _ => format!("x{n}-{}", n % 3),
+            };
+            let action = ACTIONS[rng.next(ACTIONS.len())];
+            let request = AuthorizeRequest {
+                subject: Entity::new("agent", &agent),
+                action: RequestAction::new(action),
+                resource: Entity::new(kind, &id),
+                context: None,
+            };
+            if native(&agents, &request).0 == want {
+                requests.push(request);
+                expected.push(want);
+                break;
+            }
+        }
+    }
+    Scenario {
+        agents,
+        requests,
+        expected,
+    }
+}
+
+/// Ward's registry for one tenant holding the 50 agents, audit off.
+fn ward(scenario: &Scenario) -> (Registry, String) {
+    let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
+    let config = WriterConfig {
+        durability: Durability::DiscardForBenchmarks,
+        ..WriterConfig::default()
+    };
+    let audit = Arc::new(AuditLog::with_writer(Arc::clone(&store), config, None).unwrap());
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()).unwrap());
+    let registry = Registry::open(store, sandbox, audit).unwrap();
+    let tenant = registry
+        .create_tenant(
+            CreateTenant {
+                slug: String::from("bench"),
+                name: String::from("bench"),
+                kind: TenantKind::Organization,
+                settings: None,
+            },
+            "bench",
+        )
+        .unwrap();
+    let scope = ScopeId::Tenant(tenant.id.clone());
+    for (name, permissions) in &scenario.agents {
+        let body = PutAgent {
+            kind: String::from("ai_agent"),
+            status: AgentStatus::Active,
+            attributes: serde_json::Map::new(),
+            permissions: permissions.clone(),
+            policy: None,
+        };
+        registry.put_agent(&scope, name, body, "bench").unwrap();
+    }
+    (registry, tenant.id)
+}
+
+/// One Cedar policy set per agent.
+struct Cedar {
+    authorizer: Authorizer,
+    sets: HashMap<String, PolicySet>,
+    entities: Entities,
+    agent_type: EntityTypeName,
+    action_type: EntityTypeName,
+}
+
+impl Cedar {
+    fn new(scenario: &Scenario) -> Self {
+        let sets = scenario
+            .agents
+            .iter()
+            .map(|(name, permissions)| {
+                let text: String = permissions
+                    .iter()
+                    .map(|p| {
+                        let action = if p.actions.iter().any(|a| a == "*") {
+                            String::from("action")
+                        } else {
+                            let list: Vec<String> = p
+                                .actions
+                                .iter()
+                                .map(|a| format!("Action::\"{a}\""))
+                                .collect();
+                            format!("action in [{}]", list.join(", "))
+                        };
+                        format!(
+                            "permit(principal, {action}, resource) when {{ context.resource like \"{}\" }};\n",
+                            p.resource
+                        )
+                    })
+                    .collect();
+                (name.clone(), PolicySet::from_str(&text).unwrap())
+            })
+            .collect();
+        Cedar {
+            authorizer: Authorizer::new(),
+            sets,
+            entities: Entities::empty(),
+            agent_type: EntityTypeName::from_str("Agent").unwrap(),
+            action_type: EntityTypeName::from_str("Action").unwrap(),
+        }
+    }
+
+    fn decide(&self, request: &AuthorizeRequest) -> bool {
+        let Some(set) = self.sets.get(&request.subject.id) else {
+            return false;
+        };
+        let resource = format!("{}:{}", request.resource.kind, request.resource.id);
+        let uid = |kind: &EntityTypeName, id: &str| {
+            EntityUid::from_type_name_and_id(kind.clone(), EntityId::new(id))
+        };
+        let resource_type = EntityTypeName::from_str(&request.resource.kind).unwrap();
+        let context = Context::from_pairs([(
+            String::from("resource"),
+            RestrictedExpression::new_string(resource.clone()),
+        )])
+        .unwrap();
+        let cedar_request = cedar_policy::Request::new(
+            uid(&self.agent_type, &request.subject.id),
+            uid(&self.action_type, &request.action.name),
+            uid(&resource_type, &request.resource.id),
+            context,
+            None,
+        )
+        .unwrap();
+        let response = self
+            .authorizer
+            .is_authorized(&cedar_request, set, &self.entities);
+        response.decision() == Decision::Allow
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Mean time per decision over one pass of the requests, in µs.
+fn pass(requests: &[AuthorizeRequest], mut decide: impl FnMut(&AuthorizeRequest) -> bool) -> f64 {
+    let started = Instant::now();
+    let mut allowed = 0;
+    for request in requests {
+        allowed += usize::from(decide(black_box(request)));
+    }
+    black_box(allowed);
+    started.elapsed().as_secs_f64() * 1e6 / requests.len() as f64
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let scenario = scenario();
+    let (registry, tenant) = ward(&scenario);
+    let cedar = Cedar::new(&scenario);
+    let ward_decide = |request: &AuthorizeRequest| {
+        registry
+            .authorize(&tenant, request, "bench")
+            .unwrap()
+            .response
+            .decision
+    };
+    let native_decide = |request: &AuthorizeRequest| native(&scenario.agents, request).0;
+
+    // The three agree on every request before anything is timed.
+    let allowed = scenario.expected.iter().filter(|a| **a).count();
+    assert_eq!(allowed, REQUESTS / 2);
+    for (request, expected) in scenario.requests.iter().zip(&scenario.expected) {
+        assert_eq!(ward_decide(request), *expected, "ward: {request:?}");
+        assert_eq!(cedar.decide(request), *expected, "cedar: {request:?}");
+    }
+    let answer = registry
+        .authorize(&tenant, &scenario.requests[0], "bench")
+        .unwrap()
+        .response;
+    assert_eq!(
+        answer.reasons,
+        native(&scenario.agents, &scenario.requests[0]).1
+    );
+
+    let (mut w, mut n, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        w.push(pass(&scenario.requests, ward_decide));
+        n.push(pass(&scenario.requests, native_decide));
+        c.push(pass(&scenario.requests, |r| cedar.decide(r)));
+    }
+    let (w, n, c) = (median(w), median(n), median(c));
+    println!(
+        "\n== one decision in process: {AGENTS} agents x {GRANTS} permissions, {REQUESTS} requests (half allowed), median of {ROUNDS} rounds"
+    );
+    println!("ward (registry + sandbox, fresh instance, audit off) {w:>8.2} us");
+    println!(
+        "native Rust, same rules                              {n:>8.2} us   ward / native {:.1}x",
+        w / n
+    );
+    println!(
+        "cedar-policy, one policy set per agent               {c:>8.2} us   cedar / ward {:.2}x",
+        c / w
+    );
+    println!(
+        "target: ward <= 10 us: {}; cedar / ward >= 1.5: {}",
+        if w <= 10.0 { "met" } else { "not met" },
+        if c / w >= 1.5 { "met" } else { "not met" }
+    );
+}
