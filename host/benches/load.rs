@@ -14,7 +14,9 @@
 //!    connections, beside a trivial axum server that parses the same JSON
 //!    body and answers a constant decision (run by this binary, pinned the
 //!    same way); the same decisions in 100-item batches; then latency at
-//!    half of Ward's single-call throughput.
+//!    half of Ward's single-call throughput. Measured twice: with decisions
+//!    on the async worker (the default) and with every decision sent to a
+//!    blocking thread (`http.inline_decisions = false`).
 //! 3. Upload: a policy component of about 1 MiB of code (generated rules,
 //!    built without optimisation) is uploaded by tenant C while B
 //!    keeps deciding; the time until it is validated, compiled and active,
@@ -371,12 +373,14 @@ struct Ward {
     a: String,
 }
 
-fn start_ward(pin: &Pinning, refusal_delay_ms: u64) -> Ward {
+fn start_ward(pin: &Pinning, refusal_delay_ms: u64, inline_decisions: bool) -> Ward {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("ward.toml");
     std::fs::write(
         &config,
-        format!("[http]\nrefusal_delay_ms = {refusal_delay_ms}\n"),
+        format!(
+            "[http]\nrefusal_delay_ms = {refusal_delay_ms}\ninline_decisions = {inline_decisions}\n"
+        ),
     )
     .unwrap();
     let mut serve = command(&pin.server, env!("CARGO_BIN_EXE_ward"));
@@ -491,10 +495,10 @@ fn row(label: &str, alone: &[u64], flooded: &[u64]) -> String {
 }
 
 /// Rules in the generated policy: enough for about 1 MiB of code.
-const BULKY_RULES: usize = 2_600;
+const BULKY_RULES: usize = 2_000;
 
 /// A policy component of about 1 MiB of code: a crate generated here with
-/// 2,600 distinct rule functions, built for `wasm32-wasip2` without
+/// 2,000 distinct rule functions, built for `wasm32-wasip2` without
 /// optimisation or debug info, so that its size is code the compiler must
 /// translate, not data.
 fn big_policy() -> Vec<u8> {
@@ -631,10 +635,10 @@ fn main() {
             "\n== noisy neighbour: B at 500/s; A (limit 100/s) flooding from 16 connections; {ROUNDS} rounds of {ROUND:?}"
         );
         println!("-- refusals answered at once (http.refusal_delay_ms = 0)");
-        noisy(&pin, &start_ward(&pin, 0));
+        noisy(&pin, &start_ward(&pin, 0, true));
         println!("-- refusals paced (http.refusal_delay_ms = 100, the default)");
     }
-    let ward = start_ward(&pin, 100);
+    let ward = start_ward(&pin, 100, true);
     if phase("noisy") {
         noisy(&pin, &ward);
     }
@@ -654,15 +658,34 @@ fn main() {
         .as_f64()
         .unwrap();
     drop(trivial_server);
-    let rate = load(&pin, &load_args(&ward, ward.addr, "throughput", 0, 16))["per_sec"]
+    println!("trivial axum   {baseline:>9.0} requests/s");
+    throughput(
+        &pin,
+        &ward,
+        baseline,
+        "decisions on the async worker (default)",
+    );
+    drop(ward);
+    let pooled = start_ward(&pin, 100, false);
+    throughput(
+        &pin,
+        &pooled,
+        baseline,
+        "every decision on a blocking thread (http.inline_decisions = false)",
+    );
+}
+
+/// Single calls, 100-item batches and latency at half load against `ward`.
+fn throughput(pin: &Pinning, ward: &Ward, baseline: f64, label: &str) {
+    println!("-- {label}");
+    let rate = load(pin, &load_args(ward, ward.addr, "throughput", 0, 16))["per_sec"]
         .as_f64()
         .unwrap();
-    println!("trivial axum   {baseline:>9.0} requests/s");
     println!(
         "ward (batched) {rate:>9.0} decisions/s   ratio {:.2}",
         rate / baseline
     );
-    let batches = load(&pin, &load_args(&ward, ward.addr, "batch", 0, 16))["per_sec"]
+    let batches = load(pin, &load_args(ward, ward.addr, "batch", 0, 16))["per_sec"]
         .as_f64()
         .unwrap();
     let in_batches = batches * BATCH as f64;
@@ -674,8 +697,8 @@ fn main() {
     let half = rate / 2.0;
     let every_us = (1_000_000.0 / half).round() as u64;
     let at_half = latencies(&load(
-        &pin,
-        &load_args(&ward, ward.addr, "steady", every_us, 16),
+        pin,
+        &load_args(ward, ward.addr, "steady", every_us, 16),
     ));
     println!(
         "at half load ({half:.0}/s over 16 connections): p50 {:.3} ms, p99 {:.3} ms",

@@ -265,12 +265,22 @@ impl Registry {
         if let Some(compiled) = entry.resident() {
             return Ok(compiled);
         }
-        let Some((_, sha256)) = entry.active() else {
+        let Some((version, sha256)) = entry.active() else {
             return Err(RegistryError::not_found(
                 "active policy version",
                 &entry.info.name,
             ));
         };
+        let size = entry
+            .info
+            .versions
+            .iter()
+            .find(|v| v.version == version)
+            .map_or(0, |v| usize::try_from(v.size).unwrap_or(usize::MAX));
+        if let Some(compiled) = self.sandbox.load_cached(sha256, size) {
+            entry.keep(&compiled);
+            return Ok(compiled);
+        }
         let module = self.store.get(Kind::Module, sha256)?.ok_or_else(|| {
             LoadError::Internal(format!("module {sha256} is missing from the store"))
         })?;

@@ -139,6 +139,21 @@ impl Sandbox {
         Ok(policy)
     }
 
+    /// The policy whose module has hash `sha256` (and `size` bytes), when
+    /// it is in memory or its compiled code is in the disk cache: a module
+    /// that was loaded before needs neither its bytes read nor hashed
+    /// again. `None`: load it with [`Sandbox::load`].
+    pub fn load_cached(&self, sha256: &str, size: usize) -> Option<Arc<LoadedPolicy>> {
+        if let Some(policy) = self.loaded_by_hash(sha256) {
+            return Some(policy);
+        }
+        let component = self.cache.as_ref()?.get(&self.engine, sha256)?;
+        let policy = Arc::new(self.link(component, sha256.to_string(), size).ok()?);
+        self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+        self.remember(&policy);
+        Some(policy)
+    }
+
     fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
         let in_flight = Arc::clone(&self.compiles_in_flight);
         if in_flight.fetch_add(1, Ordering::AcqRel) >= self.config.max_concurrent_compiles {
