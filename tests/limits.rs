@@ -138,25 +138,7 @@ async fn concurrency_limit_is_hit_and_recovered() {
         json!({"max_concurrent_evaluations": 1, "sandbox": {"timeout_ms": 5000}}),
     )
     .await;
-    assert_eq!(
-        server
-            .upload("/v1/policies/slow", &key, guest("spin"))
-            .await
-            .status,
-        201
-    );
-    server
-        .put("/v1/policies/slow/config", &key, json!({"spin_ms": 600}))
-        .await;
-    server
-        .put(
-            "/v1/agents/slowpoke",
-            &key,
-            json!({"type": "ai_agent", "policy": "slow"}),
-        )
-        .await;
-
-    let slow = json!({"agent": "slowpoke", "action": "read", "resource": "doc:1"});
+    let slow = slow_agent(&server, &key, 600).await;
     let (first, second) = tokio::join!(server.post("/v1/authorize", &key, slow.clone()), async {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         server.post("/v1/authorize", &key, decision()).await
@@ -189,25 +171,29 @@ async fn with_inline_decisions_off_every_decision_still_runs() {
         .await;
 }
 
-/// A 40 ms policy, alone and in a batch between quick ones: each answered
-/// in order, and audited once.
-async fn slow_and_quick_decisions(server: TestServer) {
-    let key = tenant_with(&server, "acme", json!({"sandbox": {"timeout_ms": 2000}})).await;
-    let uploaded = server
-        .upload("/v1/policies/slow", &key, guest("spin"))
-        .await;
+/// Agent `slowpoke` whose policy `slow` spins for `spin_ms`; a request
+/// from it.
+async fn slow_agent(server: &TestServer, key: &str, spin_ms: u64) -> Value {
+    let uploaded = server.upload("/v1/policies/slow", key, guest("spin")).await;
     assert_eq!(uploaded.status, 201, "{}", uploaded.body);
     server
-        .put("/v1/policies/slow/config", &key, json!({"spin_ms": 40}))
+        .put("/v1/policies/slow/config", key, json!({"spin_ms": spin_ms}))
         .await;
     server
         .put(
             "/v1/agents/slowpoke",
-            &key,
+            key,
             json!({"type": "ai_agent", "policy": "slow"}),
         )
         .await;
-    let slow = json!({"agent": "slowpoke", "action": "read", "resource": "doc:1"});
+    json!({"agent": "slowpoke", "action": "read", "resource": "doc:1"})
+}
+
+/// A 40 ms policy, alone and in a batch between quick ones: each answered
+/// in order, and audited once.
+async fn slow_and_quick_decisions(server: TestServer) {
+    let key = tenant_with(&server, "acme", json!({"sandbox": {"timeout_ms": 2000}})).await;
+    let slow = slow_agent(&server, &key, 40).await;
 
     let answer = server.post("/v1/authorize", &key, slow.clone()).await;
     assert_eq!(answer.status, 200, "{}", answer.body);

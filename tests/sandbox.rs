@@ -426,15 +426,23 @@ fn an_inline_slice_gives_up_on_a_slow_policy_and_a_full_one_finishes_it() {
             slice,
         )
     };
-    // 1000 loop iterations take microseconds: decided inline.
-    let quick = within(r#"{"iterations": 1000}"#, Slice::Inline, &limits);
-    assert!(quick.is_some_and(|outcome| outcome.allow));
-    // 30 ms is past any inline slice (at most 2 ticks of 1 ms)...
-    assert!(within(r#"{"spin_ms": 30}"#, Slice::Inline, &limits).is_none());
-    // ...and well within the tenant's timeout.
-    let full = within(r#"{"spin_ms": 30}"#, Slice::Full, &limits).unwrap();
+    // 1000 loop iterations take microseconds: decided inline. (A thread
+    // descheduled for two epoch ticks may see even that cut short, so the
+    // test allows a few tries on a loaded machine.)
+    let quick = (0..10)
+        .find_map(|_| within(r#"{"iterations": 1000}"#, Slice::Inline, &limits))
+        .expect("a quick policy finishes within its inline slice");
+    assert!(quick.allow, "{quick:?}");
+    // 200 ms is far past any inline slice (at most 2 ticks of 1 ms)...
+    assert!(within(r#"{"spin_ms": 200}"#, Slice::Inline, &limits).is_none());
+    // ...and within the tenant's timeout.
+    let full = within(r#"{"spin_ms": 200}"#, Slice::Full, &limits).unwrap();
     assert!(full.allow, "{full:?}");
-    assert!(full.usage.duration >= Duration::from_millis(30));
+    // The guest's clock counts whole milliseconds.
+    assert!(
+        full.usage.duration >= Duration::from_millis(190),
+        "{full:?}"
+    );
     // A timeout no longer than the slice is final even inline.
     let impatient = SandboxLimits {
         timeout_ms: 1,
