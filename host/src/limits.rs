@@ -344,10 +344,13 @@ impl Gates {
     /// Writes every changed monthly count to the store (durably).
     pub fn persist(&self) -> Result<(), StoreError> {
         let mut writes = Vec::new();
-        for (tenant, gate) in self.all() {
-            let count = gate.month_decisions.load(Ordering::Acquire);
-            if gate.persisted.swap(count, Ordering::AcqRel) != count {
-                let key = usage_key(&tenant, gate.month.load(Ordering::Acquire));
+        for shard in self.shards.iter() {
+            for (tenant, gate) in shard.load().iter() {
+                let count = gate.month_decisions.load(Ordering::Acquire);
+                if gate.persisted.swap(count, Ordering::AcqRel) == count {
+                    continue;
+                }
+                let key = usage_key(tenant, gate.month.load(Ordering::Acquire));
                 writes.push(Write::put_json(
                     Kind::Usage,
                     key,

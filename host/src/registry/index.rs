@@ -9,8 +9,8 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use ward_types::{
-    Agent, DataDocument, PolicyInfo, Scope, Tenant, TenantKind, TenantSettings, TenantStatus,
-    Timestamp,
+    Agent, DataDocument, PolicyInfo, PolicyVersion, Scope, Tenant, TenantKind, TenantSettings,
+    TenantStatus, Timestamp,
 };
 
 use crate::sandbox::{self, LoadedPolicy};
@@ -99,12 +99,14 @@ impl PolicyEntry {
 
     /// The active version, if any: (number, sha256).
     pub fn active(&self) -> Option<(u32, &str)> {
-        let number = self.info.active_version?;
-        self.info
-            .versions
-            .iter()
-            .find(|v| v.version == number)
+        self.active_version()
             .map(|v| (v.version, v.sha256.as_str()))
+    }
+
+    /// The active version's record, if any.
+    pub fn active_version(&self) -> Option<&PolicyVersion> {
+        let number = self.info.active_version?;
+        self.info.versions.iter().find(|v| v.version == number)
     }
 }
 

@@ -265,18 +265,14 @@ impl Registry {
         if let Some(compiled) = entry.resident() {
             return Ok(compiled);
         }
-        let Some((version, sha256)) = entry.active() else {
+        let Some(active) = entry.active_version() else {
             return Err(RegistryError::not_found(
                 "active policy version",
                 &entry.info.name,
             ));
         };
-        let size = entry
-            .info
-            .versions
-            .iter()
-            .find(|v| v.version == version)
-            .map_or(0, |v| usize::try_from(v.size).unwrap_or(usize::MAX));
+        let sha256 = active.sha256.as_str();
+        let size = usize::try_from(active.size).unwrap_or(usize::MAX);
         if let Some(compiled) = self.sandbox.load_cached(sha256, size) {
             entry.keep(&compiled);
             return Ok(compiled);

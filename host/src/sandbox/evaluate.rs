@@ -148,7 +148,7 @@ impl Sandbox {
         data: Arc<dyn DataLookup>,
     ) -> Outcome {
         let deadline = self.deadline_ticks(limits.timeout_ms);
-        self.run(policy, request, limits, data, deadline).0
+        self.run(policy, request, limits, data, deadline, false).0
     }
 
     /// Like [`Sandbox::evaluate`], within `slice`. `None` when an
@@ -170,14 +170,15 @@ impl Sandbox {
             Slice::Full => full,
             Slice::Inline => full.min(INLINE_TICKS),
         };
-        match self.run(policy, request, limits, data, deadline) {
-            (_, true) if deadline < full => None,
-            (outcome, _) => Some(outcome),
+        match self.run(policy, request, limits, data, deadline, deadline < full) {
+            (_, true) => None,
+            (outcome, false) => Some(outcome),
         }
     }
 
-    /// One evaluation with `deadline` epoch ticks; also whether it was
-    /// interrupted by that deadline (its logs are then dropped).
+    /// One evaluation with `deadline` epoch ticks. With `abandon`, an
+    /// evaluation that deadline interrupts is abandoned: `true` is returned
+    /// with an empty outcome, and its logs are dropped.
     fn run(
         &self,
         policy: &LoadedPolicy,
@@ -185,6 +186,7 @@ impl Sandbox {
         limits: &SandboxLimits,
         data: Arc<dyn DataLookup>,
         deadline: u64,
+        abandon: bool,
     ) -> (Outcome, bool) {
         let started = Instant::now();
         let stdio = CapturedOutput::new(self.config.max_log_bytes);
@@ -220,7 +222,7 @@ impl Sandbox {
         let interrupted = matches!(&result, Err(f) if f.kind == PolicyErrorKind::Timeout);
         let fuel_left = store.get_fuel().unwrap_or(0);
         let state = store.data_mut();
-        if interrupted && deadline < self.deadline_ticks(limits.timeout_ms) {
+        if interrupted && abandon {
             let outcome = Outcome {
                 allow: false,
                 reasons: Vec::new(),
@@ -263,7 +265,7 @@ impl Sandbox {
                 }
             }
         };
-        (outcome, interrupted)
+        (outcome, false)
     }
 
     fn deadline_ticks(&self, timeout_ms: u64) -> u64 {
