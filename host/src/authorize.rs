@@ -81,8 +81,12 @@ impl Registry {
         let outcome = self
             .decide(&view, request, started, slice)
             .ok_or(RegistryError::Unfinished)?;
-        self.audit()
-            .record_decision(&view.record.id, &audit_entry(&outcome, request, actor))?;
+        let audit = self.audit();
+        // Building the entry is a good part of a decision's cost; skip it
+        // when it would be thrown away.
+        if audit.writer().keeps_decisions() {
+            audit.record_decision(&view.record.id, &audit_entry(&outcome, request, actor))?;
+        }
         self.count(&view.record.id, &outcome);
         Ok(outcome)
     }
@@ -251,7 +255,9 @@ fn wit_entity(entity: &Entity) -> sandbox::Entity {
 
 fn json_object(map: Option<&Map<String, Value>>) -> String {
     match map {
-        Some(map) if !map.is_empty() => Value::Object(map.clone()).to_string(),
+        Some(map) if !map.is_empty() => {
+            serde_json::to_string(map).unwrap_or_else(|_| String::from("{}"))
+        }
         _ => String::from("{}"),
     }
 }

@@ -165,10 +165,16 @@ impl AuditWriter {
         })
     }
 
+    /// Whether appended decision entries are kept (only a benchmark
+    /// turns this off).
+    pub fn keeps_decisions(&self) -> bool {
+        self.config.durability != Durability::DiscardForBenchmarks
+    }
+
     /// Queues a decision entry (waiting while the queue is full); in sync
     /// mode returns only once it is durable.
     pub fn append(&self, scope: &str, write: Write) -> Result<(), StoreError> {
-        if self.config.durability == Durability::DiscardForBenchmarks {
+        if !self.keeps_decisions() {
             return Ok(());
         }
         let done = (self.config.durability == Durability::Sync).then(|| Arc::new(Done::default()));
