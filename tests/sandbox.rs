@@ -700,6 +700,63 @@ fn every_evaluation_gets_a_fresh_instance() {
     }
 }
 
+/// Instances made ahead by the `ward-warm` thread: each serves one
+/// evaluation, only of the tenant, module and limits it was made for, and
+/// sees the data of the evaluation that takes it.
+#[test]
+fn instances_made_ahead_serve_one_evaluation_of_their_own_tenant() {
+    let sandbox = Sandbox::new(SandboxConfig {
+        warm_instances: 4,
+        ..small_config()
+    })
+    .unwrap();
+    let policy = sandbox.load(&guest("probe"), usize::MAX).unwrap();
+    let limits = SandboxLimits::default();
+    let tenants = [("acme", "a"), ("globex", "g")];
+    let wait_for_ready = |at_least: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while sandbox.stats().warm < at_least && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    for round in 0..20 {
+        for (slug, who) in tenants {
+            let mut req = configured(r#"{"data_keys": ["who"]}"#);
+            req.tenant = tenant(slug);
+            let data = MemoryData([(String::from("who"), format!("\"{who}\""))].into());
+            let outcome = sandbox.evaluate(&policy, &req, &limits, Arc::new(data));
+            let seen = context(&outcome);
+            assert_eq!(seen["calls"], 1, "round {round}: {outcome:?}");
+            assert_eq!(seen["tenant"]["slug"], slug);
+            assert_eq!(seen["data"]["who"], who, "round {round}");
+        }
+        wait_for_ready(2);
+    }
+    let stats = sandbox.stats();
+    assert!(stats.warm_taken >= 30, "{stats:?}");
+    assert!(stats.warm <= 4 + 16, "{stats:?}");
+
+    // Other limits never get an instance made under the old ones: with too
+    // little memory for the module, instantiation itself must fail.
+    let tiny = SandboxLimits {
+        memory_bytes: 64 << 10,
+        ..SandboxLimits::default()
+    };
+    let mut req = configured("null");
+    req.tenant = tenant("acme");
+    let outcome = sandbox.evaluate(&policy, &req, &tiny, Arc::new(NoData));
+    assert!(!outcome.allow && outcome.failure.is_some(), "{outcome:?}");
+
+    // A forgotten module keeps no instance once the thread has caught up
+    // with what was queued before.
+    sandbox.forget(policy.sha256());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sandbox.stats().warm > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(sandbox.stats().warm, 0);
+}
+
 #[test]
 fn the_policy_sees_the_request_and_data_it_was_given() {
     let mut bot = agent("bot", &[("doc:*", &["read"])]);

@@ -118,6 +118,11 @@ impl Config {
                 "sandbox.max_resident_policies must be positive",
             )));
         }
+        if self.sandbox.warm_instances > Some(MAX_WARM_INSTANCES) {
+            return Err(ConfigError::Invalid(format!(
+                "sandbox.warm_instances must be at most {MAX_WARM_INSTANCES}"
+            )));
+        }
         for issuer in &self.auth.jwt {
             issuer.check()?;
         }
@@ -126,6 +131,7 @@ impl Config {
 
     /// The sandbox settings, with the cache under the data directory.
     pub fn sandbox_config(&self) -> SandboxConfig {
+        let defaults = SandboxConfig::default();
         SandboxConfig {
             cache_dir: Some(self.data_dir.join("compiled")),
             max_module_bytes: self.sandbox.max_module_bytes,
@@ -133,7 +139,11 @@ impl Config {
             max_concurrent_instances: self.sandbox.max_concurrent_instances,
             max_memory_bytes: self.sandbox.max_memory_bytes,
             max_resident_policies: self.sandbox.max_resident_policies,
-            ..SandboxConfig::default()
+            warm_instances: self
+                .sandbox
+                .warm_instances
+                .unwrap_or(defaults.warm_instances),
+            ..defaults
         }
     }
 }
@@ -183,7 +193,13 @@ pub struct SandboxSection {
     /// Compiled policies kept in memory (least recently used dropped and
     /// reloaded from the disk cache).
     pub max_resident_policies: usize,
+    /// Instances made ahead of their decisions (0: none); unset: 32 when
+    /// the process may use two cores or more, else 0.
+    pub warm_instances: Option<usize>,
 }
+
+/// Most instances `sandbox.warm_instances` may keep ready.
+pub const MAX_WARM_INSTANCES: usize = 1024;
 
 impl Default for SandboxSection {
     fn default() -> Self {
@@ -195,6 +211,7 @@ impl Default for SandboxSection {
             max_concurrent_instances: defaults.max_concurrent_instances,
             max_memory_bytes: defaults.max_memory_bytes,
             max_resident_policies: defaults.max_resident_policies,
+            warm_instances: None,
         }
     }
 }
@@ -364,6 +381,15 @@ mod tests {
         let err = Config::from_toml("lisen = \"127.0.0.1:1\"\n").unwrap_err();
         assert!(err.to_string().contains("lisen"), "{err}");
         assert!(Config::from_toml("[http]\nmax_body = 1\n").is_err());
+    }
+
+    #[test]
+    fn warm_instances_are_bounded() {
+        let at = |n: usize| Config::from_toml(&format!("[sandbox]\nwarm_instances = {n}\n"));
+        assert_eq!(at(0).unwrap().sandbox_config().warm_instances, 0);
+        assert!(at(MAX_WARM_INSTANCES).is_ok());
+        let err = at(MAX_WARM_INSTANCES + 1).unwrap_err();
+        assert!(err.to_string().contains("warm_instances"), "{err}");
     }
 
     #[test]

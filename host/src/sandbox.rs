@@ -16,6 +16,7 @@ mod host;
 mod limits;
 mod load;
 mod resident;
+mod warm;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -145,6 +146,13 @@ pub struct SandboxConfig {
     /// Compiled policies kept in memory; past this the least recently
     /// used are dropped and reloaded from the disk cache when needed.
     pub max_resident_policies: usize,
+    /// Instances made ahead of their decisions, across all tenants, by a
+    /// background thread that also drops used ones; 0 makes and drops
+    /// every instance on the deciding thread. The default is
+    /// [`DEFAULT_WARM_INSTANCES`] when the process may run on two cores or
+    /// more, else 0: on one core the thread only takes the deciding
+    /// thread's time.
+    pub warm_instances: usize,
 }
 
 impl Default for SandboxConfig {
@@ -168,7 +176,18 @@ impl Default for SandboxConfig {
             max_reason_bytes: 1024,
             max_context_bytes: 64 << 10,
             max_resident_policies: 512,
+            warm_instances: default_warm_instances(),
         }
+    }
+}
+
+/// Instances made ahead by default when there is a core to spare.
+pub const DEFAULT_WARM_INSTANCES: usize = 32;
+
+fn default_warm_instances() -> usize {
+    match std::thread::available_parallelism() {
+        Ok(cores) if cores.get() >= 2 => DEFAULT_WARM_INSTANCES,
+        _ => 0,
     }
 }
 
@@ -184,6 +203,10 @@ pub struct SandboxStats {
     /// Compiled policies dropped from memory to stay within
     /// `max_resident_policies`.
     pub evictions: u64,
+    /// Instances made ahead and waiting for a decision.
+    pub warm: u64,
+    /// Evaluations that ran on an instance made ahead.
+    pub warm_taken: u64,
 }
 
 #[derive(Default)]
@@ -204,6 +227,8 @@ pub struct Sandbox {
     resident: Mutex<resident::Resident>,
     compiles_in_flight: Arc<AtomicUsize>,
     stats: Stats,
+    recipe: warm::StoreRecipe,
+    warm: warm::Warm,
     _ticker: engine::EpochTicker,
 }
 
@@ -227,6 +252,13 @@ impl Sandbox {
                 None => None,
             };
         let ticker = engine::EpochTicker::start(&engine, config.epoch_tick)?;
+        let recipe = warm::StoreRecipe {
+            engine: engine.clone(),
+            max_log_bytes: config.max_log_bytes,
+        };
+        let warm = warm::Warm::start(recipe.clone(), config.warm_instances).map_err(|err| {
+            SandboxError::Engine(format!("cannot start the instance thread: {err}"))
+        })?;
         Ok(Sandbox {
             output_limits: OutputLimits {
                 max_reasons: config.max_reasons,
@@ -240,6 +272,8 @@ impl Sandbox {
             cache,
             compiles_in_flight: Arc::new(AtomicUsize::new(0)),
             stats: Stats::default(),
+            recipe,
+            warm,
             _ticker: ticker,
         })
     }
@@ -251,12 +285,15 @@ impl Sandbox {
 
     /// How many modules were compiled, and how many came from the cache.
     pub fn stats(&self) -> SandboxStats {
+        let (warm, warm_taken) = self.warm.counts();
         let resident = self.lock_resident();
         SandboxStats {
             compiled: self.stats.compiled.load(Ordering::Relaxed),
             cache_hits: self.stats.cache_hits.load(Ordering::Relaxed),
             resident: resident.len() as u64,
             evictions: resident.evictions,
+            warm: warm as u64,
+            warm_taken,
         }
     }
 
@@ -288,6 +325,7 @@ impl Sandbox {
     /// Drops the on-disk compiled code of a module no scope uses any more.
     pub fn forget(&self, sha256: &str) {
         self.lock_resident().remove(sha256);
+        self.warm.forget(sha256);
         if let Some(cache) = &self.cache {
             cache.remove(sha256);
         }

@@ -20,7 +20,9 @@ const MAX_TABLES_PER_COMPONENT: u32 = 8;
 
 pub(super) fn build(config: &SandboxConfig) -> Result<Engine> {
     let mut pool = PoolingAllocationConfig::new();
-    let instances = config.max_concurrent_instances;
+    // Room for the decisions running plus what the instance thread holds.
+    let held = u32::try_from(super::warm::pool_slots(config.warm_instances)).unwrap_or(u32::MAX);
+    let instances = config.max_concurrent_instances.saturating_add(held);
     pool.total_component_instances(instances)
         .total_core_instances(instances.saturating_mul(MAX_CORE_INSTANCES_PER_COMPONENT))
         .total_memories(instances.saturating_mul(MAX_MEMORIES_PER_COMPONENT))

@@ -11,8 +11,9 @@ use serde::de::IgnoredAny;
 use wasmtime::{Store, Trap};
 
 use super::bindings::ward::policy::types::{Decision, Request};
-use super::host::{CapturedOutput, DataLookup, LogSink, StoreState};
-use super::limits::{Limiter, SandboxLimits};
+use super::host::{DataLookup, StoreState};
+use super::limits::SandboxLimits;
+use super::warm::{Key, arm};
 use super::{LoadedPolicy, Sandbox};
 
 /// Why a policy produced no usable decision.
@@ -83,7 +84,8 @@ pub struct PolicyFailure {
 /// What one evaluation cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
-    /// Wall-clock time from store creation to the checked result.
+    /// Wall-clock time from the start of the evaluation to the checked
+    /// result (an instance made ahead of time is not counted).
     pub duration: Duration,
     /// Fuel consumed, when the tenant has a fuel limit.
     pub fuel_consumed: Option<u64>,
@@ -189,21 +191,28 @@ impl Sandbox {
         abandon: bool,
     ) -> (Outcome, bool) {
         let started = Instant::now();
-        let stdio = CapturedOutput::new(self.config.max_log_bytes);
-        let log = LogSink::new(
-            request.tenant.slug.clone(),
-            policy.sha256.get(..12).unwrap_or_default().to_string(),
-            self.config.max_log_bytes,
-        );
-        let state = StoreState::new(Limiter::new(limits), data, log, &stdio);
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limiter);
+        let key = Key {
+            sha256: policy.sha256.clone(),
+            tenant: request.tenant.id.clone(),
+            limits: limits.clone(),
+        };
+        let slug = &request.tenant.slug;
+        let warm = self
+            .warm
+            .take(&key, slug, &policy.pre, Arc::clone(&data), deadline);
+        let (mut store, stdio, instance) = match warm {
+            Some(ready) => (ready.store, ready.stdio, Ok(ready.instance)),
+            None => {
+                let (mut store, stdio) = self.recipe.store(&policy.sha256, slug, limits, data);
+                arm(&mut store, limits, deadline);
+                let instance = policy.pre.instantiate(&mut store);
+                (store, stdio, instance)
+            }
+        };
+        // Fuel and deadline count from here, whenever the instance was made.
+        arm(&mut store, limits, deadline);
         let fuel = limits.fuel.unwrap_or(u64::MAX);
-        let _ = store.set_fuel(fuel);
-        store.set_epoch_deadline(deadline);
-        store.set_hostcall_fuel(usize::try_from(limits.hostcall_bytes).unwrap_or(usize::MAX));
-
-        let called = match policy.pre.instantiate(&mut store) {
+        let called = match instance {
             Ok(instance) => instance
                 .call_evaluate(&mut store, request)
                 .map_err(|err| classify(&err, &store, PolicyErrorKind::Trap)),
@@ -230,6 +239,7 @@ impl Sandbox {
                 failure: None,
                 usage: Usage::default(),
             };
+            self.warm.retire(store);
             return (outcome, true);
         }
         state.log.emit_stdio(&stdio);
@@ -265,6 +275,7 @@ impl Sandbox {
                 }
             }
         };
+        self.warm.retire(store);
         (outcome, false)
     }
 
