@@ -127,6 +127,21 @@ fn bench(c: &mut Criterion) {
             b.iter(|| sandbox.evaluate(&policy, black_box(&allowed), &limits, Arc::new(NoData)))
         });
     }
+    // How much of each memory is reset in place rather than given back to
+    // the kernel (and faulted in again by the next instance), with every
+    // instance made on this thread.
+    for keep_kib in [256usize, 1024, 2048, 4096] {
+        let sandbox = Sandbox::new(SandboxConfig {
+            memory_keep_resident: keep_kib << 10,
+            warm_instances: 0,
+            ..SandboxConfig::default()
+        })
+        .unwrap();
+        let policy = sandbox.load(PERMISSIONS_WASM, usize::MAX).unwrap();
+        tuning.bench_function(format!("keep_resident_{keep_kib}_kib"), |b| {
+            b.iter(|| sandbox.evaluate(&policy, black_box(&allowed), &limits, Arc::new(NoData)))
+        });
+    }
     tuning.finish();
 }
 

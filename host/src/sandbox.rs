@@ -168,7 +168,7 @@ impl Default for SandboxConfig {
             max_table_elements: 100_000,
             max_wasm_stack: 512 << 10,
             pagemap_scan: true,
-            memory_keep_resident: 1 << 20,
+            memory_keep_resident: 2 << 20,
             table_keep_resident: 64 << 10,
             epoch_tick: Duration::from_millis(1),
             max_log_bytes: 16 << 10,
