@@ -2,7 +2,11 @@
 //!
 //! - **ward**: `Registry::authorize` — tenant and agent resolution, policy
 //!   choice, the builtin `permissions` policy on a fresh sandbox instance,
-//!   the answer; the audit log discards entries (audit off);
+//!   the answer; the audit log discards entries (audit off). Twice: with
+//!   instances made ahead by the sandbox's background thread (the default
+//!   on two cores), and with every instance made and dropped on the
+//!   deciding thread (`warm_instances = 0`); each with the process's CPU
+//!   time per decision, all threads included;
 //! - **native**: the same rules in plain Rust (agent looked up in a map,
 //!   the SDK's `glob_match`, the same reasons);
 //! - **cedar**: the `cedar-policy` crate, one policy set per agent, one
@@ -153,15 +157,22 @@ fn scenario() -> Scenario {
     }
 }
 
-/// Ward's registry for one tenant holding the 50 agents, audit off.
-fn ward(scenario: &Scenario) -> (Registry, String) {
+/// Ward's registry for one tenant holding the 50 agents, audit off, with
+/// `warm_instances` made ahead of their decisions (0: made inline).
+fn ward(scenario: &Scenario, warm_instances: usize) -> (Registry, String) {
     let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
     let config = WriterConfig {
         durability: Durability::DiscardForBenchmarks,
         ..WriterConfig::default()
     };
     let audit = Arc::new(AuditLog::with_writer(Arc::clone(&store), config, None).unwrap());
-    let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()).unwrap());
+    let sandbox = Arc::new(
+        Sandbox::new(SandboxConfig {
+            warm_instances,
+            ..SandboxConfig::default()
+        })
+        .unwrap(),
+    );
     let registry = Registry::open(store, sandbox, audit).unwrap();
     let tenant = registry
         .create_tenant(
@@ -279,20 +290,56 @@ fn pass(requests: &[AuthorizeRequest], mut decide: impl FnMut(&AuthorizeRequest)
     started.elapsed().as_secs_f64() * 1e6 / requests.len() as f64
 }
 
+/// CPU time of the process's live threads so far, in µs (the first field
+/// of each thread's `schedstat`: nanoseconds on a CPU).
+fn process_cpu_us() -> f64 {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) {
+            total += text
+                .split_whitespace()
+                .next()
+                .and_then(|ns| ns.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total as f64 / 1e3
+}
+
+/// Decides with one of the registries built by [`ward`].
+fn decide_with(ward: &(Registry, String)) -> impl Fn(&AuthorizeRequest) -> bool + '_ {
+    move |request| {
+        ward.0
+            .authorize(&ward.1, request, "bench")
+            .unwrap()
+            .response
+            .decision
+    }
+}
+
+/// Like [`pass`], and the process's CPU time per decision, counted until
+/// the background work the pass left (stores still to drop) is done.
+fn pass_with_cpu(
+    requests: &[AuthorizeRequest],
+    decide: impl FnMut(&AuthorizeRequest) -> bool,
+) -> (f64, f64) {
+    let cpu = process_cpu_us();
+    let time = pass(requests, decide);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let cpu = (process_cpu_us() - cpu) / requests.len() as f64;
+    (time, cpu)
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
     let scenario = scenario();
-    let (registry, tenant) = ward(&scenario);
+    let warm = ward(&scenario, SandboxConfig::default().warm_instances);
+    let inline = ward(&scenario, 0);
     let cedar = Cedar::new(&scenario);
-    let ward_decide = |request: &AuthorizeRequest| {
-        registry
-            .authorize(&tenant, request, "bench")
-            .unwrap()
-            .response
-            .decision
-    };
+    let ward_decide = decide_with(&warm);
+    let inline_decide = decide_with(&inline);
     let native_decide = |request: &AuthorizeRequest| native(&scenario.agents, request).0;
 
     // The three agree on every request before anything is timed.
@@ -300,10 +347,11 @@ fn main() {
     assert_eq!(allowed, REQUESTS / 2);
     for (request, expected) in scenario.requests.iter().zip(&scenario.expected) {
         assert_eq!(ward_decide(request), *expected, "ward: {request:?}");
+        assert_eq!(inline_decide(request), *expected, "ward: {request:?}");
         assert_eq!(cedar.decide(request), *expected, "cedar: {request:?}");
     }
-    let answer = registry
-        .authorize(&tenant, &scenario.requests[0], "bench")
+    let answer = (warm.0)
+        .authorize(&warm.1, &scenario.requests[0], "bench")
         .unwrap()
         .response;
     assert_eq!(
@@ -311,17 +359,35 @@ fn main() {
         native(&scenario.agents, &scenario.requests[0]).1
     );
 
-    let (mut w, mut n, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut w, mut i, mut n, mut c) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut w_cpu, mut i_cpu) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        w.push(pass(&scenario.requests, ward_decide));
+        let (time, cpu) = pass_with_cpu(&scenario.requests, &ward_decide);
+        w.push(time);
+        w_cpu.push(cpu);
+        let (time, cpu) = pass_with_cpu(&scenario.requests, &inline_decide);
+        i.push(time);
+        i_cpu.push(cpu);
         n.push(pass(&scenario.requests, native_decide));
         c.push(pass(&scenario.requests, |r| cedar.decide(r)));
     }
-    let (w, n, c) = (median(w), median(n), median(c));
+    let (w, i, n, c) = (median(w), median(i), median(n), median(c));
+    let (w_cpu, i_cpu) = (median(w_cpu), median(i_cpu));
     println!(
         "\n== one decision in process: {AGENTS} agents x {GRANTS} permissions, {REQUESTS} requests (half allowed), median of {ROUNDS} rounds"
     );
-    println!("ward (registry + sandbox, fresh instance, audit off) {w:>8.2} us");
+    println!(
+        "ward (registry + sandbox, fresh instance, audit off) {w:>8.2} us   cpu {w_cpu:.2} us (all threads)"
+    );
+    let stats = warm.0.sandbox().stats();
+    let decided = (ROUNDS + 2) * REQUESTS;
+    println!(
+        "    ({:.0}% of its decisions ran on an instance made ahead)",
+        100.0 * stats.warm_taken as f64 / decided as f64
+    );
+    println!(
+        "ward, every instance made and dropped inline         {i:>8.2} us   cpu {i_cpu:.2} us"
+    );
     println!(
         "native Rust, same rules                              {n:>8.2} us   ward / native {:.1}x",
         w / n

@@ -14,9 +14,11 @@
 //!    connections, beside a trivial axum server that parses the same JSON
 //!    body and answers a constant decision (run by this binary, pinned the
 //!    same way); the same decisions in 100-item batches; then latency at
-//!    half of Ward's single-call throughput. Measured twice: with decisions
-//!    on the async worker (the default) and with every decision sent to a
-//!    blocking thread (`http.inline_decisions = false`).
+//!    half of Ward's single-call throughput. Measured three times: as
+//!    configured by default (on one core: no instances made ahead), with
+//!    instances made ahead all the same (`sandbox.warm_instances = 32`),
+//!    and with every decision sent to a blocking thread
+//!    (`http.inline_decisions = false`).
 //! 3. Upload: a policy component of about 1 MiB of code (generated rules,
 //!    built without optimisation) is uploaded by tenant C while B
 //!    keeps deciding; the time until it is validated, compiled and active,
@@ -373,14 +375,14 @@ struct Ward {
     a: String,
 }
 
-fn start_ward(pin: &Pinning, refusal_delay_ms: u64, inline_decisions: bool) -> Ward {
+/// Ward with `http.refusal_delay_ms`, and `more` TOML after the `[http]`
+/// section's lines (more of it, or other sections).
+fn start_ward(pin: &Pinning, refusal_delay_ms: u64, more: &str) -> Ward {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("ward.toml");
     std::fs::write(
         &config,
-        format!(
-            "[http]\nrefusal_delay_ms = {refusal_delay_ms}\ninline_decisions = {inline_decisions}\n"
-        ),
+        format!("[http]\nrefusal_delay_ms = {refusal_delay_ms}\n{more}\n"),
     )
     .unwrap();
     let mut serve = command(&pin.server, env!("CARGO_BIN_EXE_ward"));
@@ -635,10 +637,10 @@ fn main() {
             "\n== noisy neighbour: B at 500/s; A (limit 100/s) flooding from 16 connections; {ROUNDS} rounds of {ROUND:?}"
         );
         println!("-- refusals answered at once (http.refusal_delay_ms = 0)");
-        noisy(&pin, &start_ward(&pin, 0, true));
+        noisy(&pin, &start_ward(&pin, 0, ""));
         println!("-- refusals paced (http.refusal_delay_ms = 100, the default)");
     }
-    let ward = start_ward(&pin, 100, true);
+    let ward = start_ward(&pin, 100, "");
     if phase("noisy") {
         noisy(&pin, &ward);
     }
@@ -666,7 +668,15 @@ fn main() {
         "decisions on the async worker (default)",
     );
     drop(ward);
-    let pooled = start_ward(&pin, 100, false);
+    let warm = start_ward(&pin, 100, "[sandbox]\nwarm_instances = 32");
+    throughput(
+        &pin,
+        &warm,
+        baseline,
+        "instances made ahead on the same core (sandbox.warm_instances = 32)",
+    );
+    drop(warm);
+    let pooled = start_ward(&pin, 100, "inline_decisions = false");
     throughput(
         &pin,
         &pooled,
