@@ -4,6 +4,7 @@
 //! It reads only in-memory indexes; the one store write is the audit
 //! append.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -202,25 +203,31 @@ impl Registry {
             }
         };
 
-        let wit_request = sandbox::Request {
-            tenant: view.wit.clone(),
-            subject: wit_entity(&request.subject),
-            agent: agent.map(|(entry, _)| entry.wit.clone()),
-            action: sandbox::Action {
-                name: request.action.name.clone(),
-                properties: json_object(request.action.properties.as_ref()),
+        // The guest's request borrows what the registry holds (the agent's
+        // grants included); only the JSON objects are encoded here.
+        let subject_properties = json_object(request.subject.properties.as_ref());
+        let action_properties = json_object(request.action.properties.as_ref());
+        let resource_properties = json_object(request.resource.properties.as_ref());
+        let context = json_object(request.context.as_ref());
+        let wit_request = sandbox::RequestRef {
+            tenant: &view.wit,
+            subject: wit_entity(&request.subject, &subject_properties),
+            agent: agent.map(|(entry, _)| sandbox::AgentRef::from(&entry.wit)),
+            action: sandbox::ActionRef {
+                name: &request.action.name,
+                properties: &action_properties,
             },
-            resource: wit_entity(&request.resource),
-            context: json_object(request.context.as_ref()),
-            config: policy.config_json.clone(),
+            resource: wit_entity(&request.resource, &resource_properties),
+            context: &context,
+            config: &policy.config_json,
         };
         let data = Arc::new(TenantData {
             tenant: Arc::clone(view),
-            global,
+            global: Arc::clone(&global),
         });
         let outcome = self.sandbox().evaluate_within(
             &compiled,
-            &wit_request,
+            wit_request,
             &view.settings.sandbox,
             data,
             slice,
@@ -245,20 +252,22 @@ impl Registry {
     }
 }
 
-fn wit_entity(entity: &Entity) -> sandbox::Entity {
-    sandbox::Entity {
-        type_: entity.kind.clone(),
-        id: entity.id.clone(),
-        properties: json_object(entity.properties.as_ref()),
+fn wit_entity<'a>(entity: &'a Entity, properties: &'a str) -> sandbox::EntityRef<'a> {
+    sandbox::EntityRef {
+        type_: &entity.kind,
+        id: &entity.id,
+        properties,
     }
 }
 
-fn json_object(map: Option<&Map<String, Value>>) -> String {
+/// A JSON object's text; `{}` (not allocated) when absent or empty.
+fn json_object(map: Option<&Map<String, Value>>) -> Cow<'static, str> {
     match map {
-        Some(map) if !map.is_empty() => {
-            serde_json::to_string(map).unwrap_or_else(|_| String::from("{}"))
-        }
-        _ => String::from("{}"),
+        Some(map) if !map.is_empty() => match serde_json::to_string(map) {
+            Ok(text) => Cow::Owned(text),
+            Err(_) => Cow::Borrowed("{}"),
+        },
+        _ => Cow::Borrowed("{}"),
     }
 }
 

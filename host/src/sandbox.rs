@@ -15,6 +15,7 @@ mod evaluate;
 mod host;
 mod limits;
 mod load;
+mod request;
 mod resident;
 mod warm;
 
@@ -33,6 +34,7 @@ pub use evaluate::{INLINE_TICKS, Outcome, PolicyErrorKind, PolicyFailure, Slice,
 pub use host::{DataLookup, MemoryData, NoData};
 pub use limits::SandboxLimits;
 pub use load::LoadedPolicy;
+pub use request::{ActionRef, AgentRef, EntityRef, RequestRef};
 
 use bindings::Policy;
 use cache::ArtifactCache;

@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::de::IgnoredAny;
+use wasmtime::component::{ComponentExportIndex, Instance};
 use wasmtime::{Store, Trap};
 
-use super::bindings::ward::policy::types::{Decision, Request};
+use super::bindings::ward::policy::types::Decision;
 use super::host::{DataLookup, StoreState};
 use super::limits::SandboxLimits;
+use super::request::RequestRef;
 use super::warm::{Key, arm};
 use super::{LoadedPolicy, Sandbox};
 
@@ -141,16 +143,18 @@ impl Sandbox {
     /// never carry state from one request into another, and a trap,
     /// timeout or memory blow-up touches only this one decision. Runs on
     /// the calling thread for at most `limits.timeout_ms` (plus one epoch
-    /// tick).
-    pub fn evaluate(
+    /// tick). `request` is a [`Request`](super::Request) or the borrowed
+    /// [`RequestRef`].
+    pub fn evaluate<'r>(
         &self,
         policy: &LoadedPolicy,
-        request: &Request,
+        request: impl Into<RequestRef<'r>>,
         limits: &SandboxLimits,
         data: Arc<dyn DataLookup>,
     ) -> Outcome {
         let deadline = self.deadline_ticks(limits.timeout_ms);
-        self.run(policy, request, limits, data, deadline, false).0
+        self.run(policy, &request.into(), limits, data, deadline, false)
+            .0
     }
 
     /// Like [`Sandbox::evaluate`], within `slice`. `None` when an
@@ -159,10 +163,10 @@ impl Sandbox {
     /// with [`Slice::Full`] on a thread that may block. Policies are pure
     /// functions of their input on a fresh instance, so the second run
     /// decides exactly as the first would have.
-    pub fn evaluate_within(
+    pub fn evaluate_within<'r>(
         &self,
         policy: &LoadedPolicy,
-        request: &Request,
+        request: impl Into<RequestRef<'r>>,
         limits: &SandboxLimits,
         data: Arc<dyn DataLookup>,
         slice: Slice,
@@ -172,7 +176,14 @@ impl Sandbox {
             Slice::Full => full,
             Slice::Inline => full.min(INLINE_TICKS),
         };
-        match self.run(policy, request, limits, data, deadline, deadline < full) {
+        match self.run(
+            policy,
+            &request.into(),
+            limits,
+            data,
+            deadline,
+            deadline < full,
+        ) {
             (_, true) => None,
             (outcome, false) => Some(outcome),
         }
@@ -184,7 +195,7 @@ impl Sandbox {
     fn run(
         &self,
         policy: &LoadedPolicy,
-        request: &Request,
+        request: &RequestRef<'_>,
         limits: &SandboxLimits,
         data: Arc<dyn DataLookup>,
         deadline: u64,
@@ -196,26 +207,33 @@ impl Sandbox {
             tenant: request.tenant.id.clone(),
             limits: limits.clone(),
         };
-        let slug = &request.tenant.slug;
-        let warm = self
-            .warm
-            .take(&key, slug, &policy.pre, Arc::clone(&data), deadline);
+        let slug = request.tenant.slug.as_str();
+        let warm = self.warm.take(
+            &key,
+            slug,
+            &policy.pre,
+            policy.evaluate,
+            Arc::clone(&data),
+            deadline,
+        );
         let (mut store, stdio, instance) = match warm {
-            Some(ready) => (ready.store, ready.stdio, Ok(ready.instance)),
+            Some(ready) => (
+                ready.store,
+                ready.stdio,
+                Ok((ready.instance, ready.evaluate)),
+            ),
             None => {
                 let (mut store, stdio) = self.recipe.store(&policy.sha256, slug, limits, data);
                 arm(&mut store, limits, deadline);
-                let instance = policy.pre.instantiate(&mut store);
-                (store, stdio, instance)
+                let instance = policy.pre.instance_pre().instantiate(&mut store);
+                (store, stdio, instance.map(|made| (made, policy.evaluate)))
             }
         };
         // Fuel and deadline count from here, whenever the instance was made.
         arm(&mut store, limits, deadline);
         let fuel = limits.fuel.unwrap_or(u64::MAX);
         let called = match instance {
-            Ok(instance) => instance
-                .call_evaluate(&mut store, request)
-                .map_err(|err| classify(&err, &store, PolicyErrorKind::Trap)),
+            Ok((instance, evaluate)) => call(&mut store, &instance, evaluate, request),
             Err(err) => Err(classify(&err, &store, PolicyErrorKind::Instantiate)),
         };
 
@@ -285,6 +303,30 @@ impl Sandbox {
         // One extra tick: the current one may be almost over already.
         u64::try_from(timeout.div_ceil(tick) + 1).unwrap_or(u64::MAX)
     }
+}
+
+/// Calls the instance's `evaluate` with `request`, lowered from the
+/// borrowed values.
+fn call(
+    store: &mut Store<StoreState>,
+    instance: &Instance,
+    evaluate: ComponentExportIndex,
+    request: &RequestRef<'_>,
+) -> Result<Result<Decision, String>, PolicyFailure> {
+    let not_callable = |detail: String| PolicyFailure {
+        kind: PolicyErrorKind::Instantiate,
+        detail,
+    };
+    let func = instance
+        .get_func(&mut *store, evaluate)
+        .ok_or_else(|| not_callable(String::from("the instance has no `evaluate`")))?;
+    let typed = func
+        .typed::<(&RequestRef<'_>,), (Result<Decision, String>,)>(&*store)
+        .map_err(|err| not_callable(format!("{err:#}")))?;
+    typed
+        .call(&mut *store, (request,))
+        .map(|(result,)| result)
+        .map_err(|err| classify(&err, store, PolicyErrorKind::Trap))
 }
 
 fn classify(

@@ -10,6 +10,8 @@ use std::thread;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
+use wasmtime::component::ComponentExportIndex;
+
 use super::bindings::PolicyPre;
 use super::host::StoreState;
 use super::{LoadError, Sandbox};
@@ -20,6 +22,8 @@ pub struct LoadedPolicy {
     pub(super) sha256: String,
     pub(super) size: usize,
     pub(super) pre: PolicyPre<StoreState>,
+    /// Where `evaluate` is among the component's exports.
+    pub(super) evaluate: ComponentExportIndex,
     pub(super) used: super::resident::UseFlag,
 }
 
@@ -208,10 +212,14 @@ impl Sandbox {
             .map_err(|err| LoadError::ImportMismatch(format!("{err:#}")))?;
         let pre = PolicyPre::new(instance_pre)
             .map_err(|err| LoadError::MissingExport(format!("{err:#}")))?;
+        let evaluate = component
+            .get_export_index(None, "evaluate")
+            .ok_or_else(|| LoadError::MissingExport(String::from("no export `evaluate`")))?;
         Ok(LoadedPolicy {
             sha256,
             size,
             pre,
+            evaluate,
             used: Default::default(),
         })
     }

@@ -12,9 +12,10 @@
 //! It holds nothing of a request until it is taken: the tenant's data view
 //! is attached at that moment, and fuel and deadline are set afresh.
 //!
-//! Bounds: at most `capacity` ready instances in all (in [`SHARDS`]
-//! shards, so that tenants do not share one lock), at most [`DEPTH`] per
-//! key, and at most `capacity` stores waiting to be dropped. Past those
+//! Bounds: at most `capacity` ready instances in all, rounded up to a
+//! multiple of [`SHARDS`] (the set is split into shards so that tenants
+//! do not share one lock), at most [`DEPTH`] per key, and at most
+//! `capacity` stores waiting to be dropped. Past those
 //! the caller makes or drops its own instance, as it would without this.
 //! A key that is not being used loses its instances to keys that are, but
 //! only after [`STALE`], so that a stream of decisions over more tenants
@@ -28,9 +29,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
+use wasmtime::component::{ComponentExportIndex, Instance};
 use wasmtime::{Engine, Store};
 
-use super::bindings::{Policy, PolicyPre};
+use super::bindings::PolicyPre;
 use super::host::{CapturedOutput, DataLookup, LogSink, NoData, StoreState};
 use super::limits::{Limiter, SandboxLimits};
 
@@ -55,7 +57,10 @@ pub(super) fn pool_slots(capacity: usize) -> usize {
 /// A store with its instance, ready for one evaluation.
 pub(super) struct Ready {
     pub(super) store: Store<StoreState>,
-    pub(super) instance: Policy,
+    pub(super) instance: Instance,
+    /// `evaluate` in the component the instance was made from (modules
+    /// of equal sha256 loaded apart are distinct components).
+    pub(super) evaluate: ComponentExportIndex,
     pub(super) stdio: CapturedOutput,
 }
 
@@ -111,6 +116,7 @@ struct Fill {
     key: Key,
     slug: String,
     pre: PolicyPre<StoreState>,
+    evaluate: ComponentExportIndex,
     deadline: u64,
 }
 
@@ -215,6 +221,7 @@ impl Warm {
         key: &Key,
         slug: &str,
         pre: &PolicyPre<StoreState>,
+        evaluate: ComponentExportIndex,
         data: Arc<dyn DataLookup>,
         deadline: u64,
     ) -> Option<Ready> {
@@ -229,6 +236,7 @@ impl Warm {
             key: key.clone(),
             slug: slug.to_string(),
             pre: pre.clone(),
+            evaluate,
             deadline,
         })));
         let mut ready = taken?.ready;
@@ -274,10 +282,18 @@ impl Warm {
         let Some(jobs) = &self.jobs else {
             return Err(job);
         };
-        if self.shared.queued.load(Ordering::Relaxed) >= self.capacity {
+        // Reserve a place atomically: stores queued for dropping hold pool
+        // slots, and the pool was sized for at most `capacity` of them.
+        let capacity = self.capacity;
+        let reserved =
+            self.shared
+                .queued
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |queued| {
+                    (queued < capacity).then_some(queued + 1)
+                });
+        if reserved.is_err() {
             return Err(job);
         }
-        self.shared.queued.fetch_add(1, Ordering::SeqCst);
         if let Err(mpsc::SendError(job)) = jobs.send(job) {
             self.shared.queued.fetch_sub(1, Ordering::SeqCst);
             return Err(job);
@@ -346,6 +362,7 @@ fn fill(shared: &Shared, recipe: &StoreRecipe, job: Fill) {
         key,
         slug,
         pre,
+        evaluate,
         deadline,
     } = job;
     let shard = shared.shard(&key.sha256, &key.tenant);
@@ -365,7 +382,7 @@ fn fill(shared: &Shared, recipe: &StoreRecipe, job: Fill) {
     arm(&mut store, &key.limits, deadline);
     // A policy that cannot be instantiated is left to the decision, which
     // reports why.
-    let Ok(instance) = pre.instantiate(&mut store) else {
+    let Ok(instance) = pre.instance_pre().instantiate(&mut store) else {
         return;
     };
     let slot = Slot {
@@ -374,6 +391,7 @@ fn fill(shared: &Shared, recipe: &StoreRecipe, job: Fill) {
         ready: Ready {
             store,
             instance,
+            evaluate,
             stdio,
         },
     };
