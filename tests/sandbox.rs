@@ -705,8 +705,10 @@ fn every_evaluation_gets_a_fresh_instance() {
 /// sees the data of the evaluation that takes it.
 #[test]
 fn instances_made_ahead_serve_one_evaluation_of_their_own_tenant() {
+    // 32: two per lock shard, so the two tenants below have room for one
+    // ready instance each even when their keys share a shard.
     let sandbox = Sandbox::new(SandboxConfig {
-        warm_instances: 4,
+        warm_instances: 32,
         ..small_config()
     })
     .unwrap();
@@ -734,7 +736,7 @@ fn instances_made_ahead_serve_one_evaluation_of_their_own_tenant() {
     }
     let stats = sandbox.stats();
     assert!(stats.warm_taken >= 30, "{stats:?}");
-    assert!(stats.warm <= 4 + 16, "{stats:?}");
+    assert!(stats.warm <= 32, "{stats:?}");
 
     // Other limits never get an instance made under the old ones: with too
     // little memory for the module, instantiation itself must fail.
@@ -746,6 +748,17 @@ fn instances_made_ahead_serve_one_evaluation_of_their_own_tenant() {
     req.tenant = tenant("acme");
     let outcome = sandbox.evaluate(&policy, &req, &tiny, Arc::new(NoData));
     assert!(!outcome.allow && outcome.failure.is_some(), "{outcome:?}");
+
+    // However many tenants decide, the ready set keeps its bound.
+    for n in 0..80 {
+        let mut req = configured("null");
+        req.tenant = tenant(&format!("t{n}"));
+        let outcome = sandbox.evaluate(&policy, &req, &limits, Arc::new(NoData));
+        assert_eq!(context(&outcome)["calls"], 1, "{outcome:?}");
+        assert!(sandbox.stats().warm <= 32, "{:?}", sandbox.stats());
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(sandbox.stats().warm <= 32, "{:?}", sandbox.stats());
 
     // A forgotten module keeps no instance once the thread has caught up
     // with what was queued before.
