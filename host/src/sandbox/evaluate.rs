@@ -15,7 +15,7 @@ use super::bindings::ward::policy::types::Decision;
 use super::host::{DataLookup, StoreState};
 use super::limits::SandboxLimits;
 use super::request::RequestRef;
-use super::warm::{Key, arm};
+use super::warm::arm;
 use super::{LoadedPolicy, Sandbox};
 
 /// Why a policy produced no usable decision.
@@ -202,20 +202,10 @@ impl Sandbox {
         abandon: bool,
     ) -> (Outcome, bool) {
         let started = Instant::now();
-        let key = Key {
-            sha256: policy.sha256.clone(),
-            tenant: request.tenant.id.clone(),
-            limits: limits.clone(),
-        };
         let slug = request.tenant.slug.as_str();
-        let warm = self.warm.take(
-            &key,
-            slug,
-            &policy.pre,
-            policy.evaluate,
-            Arc::clone(&data),
-            deadline,
-        );
+        let warm = self
+            .warm
+            .take(policy, request.tenant, limits, Arc::clone(&data), deadline);
         let (mut store, stdio, instance) = match warm {
             Some(ready) => (
                 ready.store,

@@ -32,7 +32,9 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{ComponentExportIndex, Instance};
 use wasmtime::{Engine, Store};
 
+use super::LoadedPolicy;
 use super::bindings::PolicyPre;
+use super::bindings::ward::policy::types::Tenant;
 use super::host::{CapturedOutput, DataLookup, LogSink, NoData, StoreState};
 use super::limits::{Limiter, SandboxLimits};
 
@@ -65,11 +67,11 @@ pub(super) struct Ready {
 }
 
 /// What a ready instance was made for.
-#[derive(Clone, PartialEq, Eq)]
-pub(super) struct Key {
-    pub(super) sha256: String,
-    pub(super) tenant: String,
-    pub(super) limits: SandboxLimits,
+#[derive(PartialEq, Eq)]
+struct Key {
+    sha256: String,
+    tenant: String,
+    limits: SandboxLimits,
 }
 
 /// What the thread needs to make a store: shared with the inline path so
@@ -213,30 +215,37 @@ impl Warm {
         })
     }
 
-    /// A ready instance for `key`, with `data` attached, and a request to
-    /// make the next one. `None` when there is none: the caller makes its
-    /// own.
+    /// A ready instance of `policy` for `tenant` under `limits`, with
+    /// `data` attached, and a request to make the next one. `None` when
+    /// there is none: the caller makes its own.
     pub(super) fn take(
         &self,
-        key: &Key,
-        slug: &str,
-        pre: &PolicyPre<StoreState>,
-        evaluate: ComponentExportIndex,
+        policy: &LoadedPolicy,
+        tenant: &Tenant,
+        limits: &SandboxLimits,
         data: Arc<dyn DataLookup>,
         deadline: u64,
     ) -> Option<Ready> {
         self.jobs.as_ref()?;
         let taken = {
-            let mut slots = lock(self.shared.shard(&key.sha256, &key.tenant));
-            let found = slots.iter().position(|slot| slot.key == *key);
+            let mut slots = lock(self.shared.shard(&policy.sha256, &tenant.id));
+            let found = slots.iter().position(|slot| {
+                slot.key.sha256 == policy.sha256
+                    && slot.key.tenant == tenant.id
+                    && slot.key.limits == *limits
+            });
             found.and_then(|index| slots.remove(index))
         };
         // With no room in the queue the next decision makes its own.
         let _ = self.send(Job::Fill(Box::new(Fill {
-            key: key.clone(),
-            slug: slug.to_string(),
-            pre: pre.clone(),
-            evaluate,
+            key: Key {
+                sha256: policy.sha256.clone(),
+                tenant: tenant.id.clone(),
+                limits: limits.clone(),
+            },
+            slug: tenant.slug.clone(),
+            pre: policy.pre.clone(),
+            evaluate: policy.evaluate,
             deadline,
         })));
         let mut ready = taken?.ready;
