@@ -206,12 +206,13 @@ impl Sandbox {
         let warm = self
             .warm
             .take(policy, request.tenant, limits, Arc::clone(&data), deadline);
+        // Fuel and deadline count from here, whenever the instance was made.
         let (mut store, stdio, instance) = match warm {
-            Some(ready) => (
-                ready.store,
-                ready.stdio,
-                Ok((ready.instance, ready.evaluate)),
-            ),
+            Some(mut ready) => {
+                arm(&mut ready.store, limits, deadline);
+                let made = Ok((ready.instance, ready.evaluate));
+                (ready.store, ready.stdio, made)
+            }
             None => {
                 let (mut store, stdio) = self.recipe.store(&policy.sha256, slug, limits, data);
                 arm(&mut store, limits, deadline);
@@ -219,8 +220,6 @@ impl Sandbox {
                 (store, stdio, instance.map(|made| (made, policy.evaluate)))
             }
         };
-        // Fuel and deadline count from here, whenever the instance was made.
-        arm(&mut store, limits, deadline);
         let fuel = limits.fuel.unwrap_or(u64::MAX);
         let called = match instance {
             Ok((instance, evaluate)) => call(&mut store, &instance, evaluate, request),
