@@ -1,10 +1,11 @@
 //! Each scope's audit log: appended by decisions and management events,
 //! queried newest first with filters and a cursor.
 //!
-//! Keys are `scope/ULID`, so one scope's log is one range in time order.
-//! Decision entries go through the group-commit [`writer`]; management
-//! events are written (and flushed) directly.
+//! Entries are stored in chunks keyed `scope/ULID` (see [`chunk`]), so one
+//! scope's log is one range in time order. Every entry goes through the
+//! group-commit [`writer`]; a management event waits until it is durable.
 
+mod chunk;
 pub mod journal;
 pub mod writer;
 
@@ -14,14 +15,18 @@ use serde_json::Value;
 use ulid::Ulid;
 use ward_types::{AuditEntry, AuditKind, AuditPage, Timestamp};
 
-use crate::store::{self, Kind, Store, StoreError, Write, scope_prefix, scoped_key};
+use crate::store::{Kind, Store, StoreError, Write, scope_prefix, scoped_key};
 use journal::Journal;
 use writer::{AuditWriter, WriterConfig};
 
 /// Most entries one query returns.
 pub const MAX_PAGE: usize = 1000;
 const DEFAULT_PAGE: usize = 100;
-const SCAN_BATCH: usize = 256;
+/// Chunks read from the store at a time (each holds up to
+/// [`chunk::MAX_ENTRIES`] entries).
+const SCAN_CHUNKS: usize = 8;
+/// Chunks deleted with one store write when pruning.
+const PRUNE_CHUNKS: usize = 256;
 
 /// Filters of an audit query; all optional.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -97,23 +102,38 @@ impl AuditLog {
     }
 
     /// Deletes `scope`'s entries older than `cutoff_ms`; returns how many.
+    /// A chunk goes once all its entries are older: the newest chunk that
+    /// starts before the cutoff may hold newer ones, and then stays.
     pub fn prune(&self, scope: &str, cutoff_ms: u64) -> Result<usize, StoreError> {
-        let bound = scoped_key(scope, &Ulid::from_parts(cutoff_ms, 0).to_string());
+        let cutoff = Ulid::from_parts(cutoff_ms, 0).to_string();
         let prefix = scope_prefix(scope);
+        let mut before = scoped_key(scope, &cutoff);
+        let mut newest = true;
         let mut removed = 0;
         loop {
             let old = self
                 .store
-                .scan_rev(Kind::Audit, &prefix, Some(&bound), SCAN_BATCH * 16)?;
-            if old.is_empty() {
+                .scan_rev(Kind::Audit, &prefix, Some(&before), PRUNE_CHUNKS)?;
+            let Some((last, _)) = old.last() else {
+                return Ok(removed);
+            };
+            before = last.clone();
+            let exhausted = old.len() < PRUNE_CHUNKS;
+            let mut deletes = Vec::with_capacity(old.len());
+            for (key, bytes) in old {
+                let entries = chunk::decode(&bytes)?;
+                let keep = std::mem::take(&mut newest) && entries.iter().any(|e| e.id >= cutoff);
+                if !keep {
+                    removed += entries.len();
+                    deletes.push(Write::delete(Kind::Audit, key));
+                }
+            }
+            if !deletes.is_empty() {
+                self.store.write(deletes)?;
+            }
+            if exhausted {
                 return Ok(removed);
             }
-            removed += old.len();
-            self.store.write(
-                old.into_iter()
-                    .map(|(key, _)| Write::delete(Kind::Audit, key))
-                    .collect(),
-            )?;
         }
     }
 
@@ -127,11 +147,8 @@ impl AuditLog {
         details: Value,
     ) -> Result<(), StoreError> {
         let entry = event_entry(actor, kind, target, details);
-        self.store.write(vec![Write::put_json(
-            Kind::Audit,
-            scoped_key(scope, &entry.id),
-            &entry,
-        )?])
+        self.writer
+            .append_durable(scope, &entry.id, encode(&entry)?)
     }
 
     /// Queues an event to `scope`'s log through the decision writer: never
@@ -151,8 +168,7 @@ impl AuditLog {
     /// writer: waits while its queue is full, and in `sync` mode until the
     /// entry is durable.
     pub fn record_decision(&self, scope: &str, entry: &AuditEntry) -> Result<(), StoreError> {
-        let write = Write::put_json(Kind::Audit, scoped_key(scope, &entry.id), entry)?;
-        self.writer.append(scope, write)
+        self.writer.append(scope, &entry.id, encode(entry)?)
     }
 
     /// One page of `scope`'s log, newest first. Entries still queued in the
@@ -166,50 +182,60 @@ impl AuditLog {
                 "limit must be between 1 and {MAX_PAGE}"
             )));
         }
-        let prefix = scope_prefix(scope);
-        let mut before = match &query.cursor {
-            Some(cursor) => {
-                let id = Ulid::from_string(cursor).map_err(|_| {
-                    AuditError::Invalid(String::from("cursor is not one this server gave out"))
-                })?;
-                Some(scoped_key(scope, &id.to_string()))
-            }
+        // Entries are listed from just below `below`, an id: the cursor
+        // or the first id after `until`, whichever is lower.
+        let mut below = match &query.cursor {
+            Some(cursor) => Some(
+                Ulid::from_string(cursor)
+                    .map_err(|_| {
+                        AuditError::Invalid(String::from("cursor is not one this server gave out"))
+                    })?
+                    .to_string(),
+            ),
             None => None,
         };
         if let Some(until) = query.until {
             // The smallest id of the next millisecond bounds `until` inclusively.
-            let bound = scoped_key(scope, &Ulid::from_parts(until.millis() + 1, 0).to_string());
-            before = Some(match before {
+            let bound = Ulid::from_parts(until.millis() + 1, 0).to_string();
+            below = Some(match below {
                 Some(cursor) if cursor < bound => cursor,
                 _ => bound,
             });
         }
 
+        // The chunks keyed below `below` hold exactly the entries below it
+        // (and the first of them, some at or above it, skipped).
+        let prefix = scope_prefix(scope);
+        let mut before = below.as_ref().map(|id| scoped_key(scope, id));
         let mut entries = Vec::new();
         loop {
-            let batch = self
-                .store
-                .scan_rev(Kind::Audit, &prefix, before.as_deref(), SCAN_BATCH)?;
-            let exhausted = batch.len() < SCAN_BATCH;
-            for (key, bytes) in batch {
-                let entry: AuditEntry = store::decode(&bytes)?;
-                before = Some(key);
-                if query.since.is_some_and(|since| entry.time < since) {
-                    return Ok(AuditPage {
-                        entries,
-                        next_cursor: None,
-                    });
-                }
-                if matches(query, &entry) {
-                    entries.push(entry);
-                    if entries.len() == limit {
-                        let next_cursor = entries.last().map(|e| e.id.clone());
+            let chunks =
+                self.store
+                    .scan_rev(Kind::Audit, &prefix, before.as_deref(), SCAN_CHUNKS)?;
+            let exhausted = chunks.len() < SCAN_CHUNKS;
+            for (key, bytes) in chunks {
+                for entry in chunk::decode(&bytes)?.into_iter().rev() {
+                    if below.as_ref().is_some_and(|below| entry.id >= *below) {
+                        continue;
+                    }
+                    if query.since.is_some_and(|since| entry.time < since) {
                         return Ok(AuditPage {
                             entries,
-                            next_cursor,
+                            next_cursor: None,
                         });
                     }
+                    if matches(query, &entry) {
+                        entries.push(entry);
+                        if entries.len() == limit {
+                            let next_cursor = entries.last().map(|e| e.id.clone());
+                            return Ok(AuditPage {
+                                entries,
+                                next_cursor,
+                            });
+                        }
+                    }
                 }
+                before = Some(key);
             }
             if exhausted {
                 return Ok(AuditPage {
@@ -219,6 +245,11 @@ impl AuditLog {
             }
         }
     }
+}
+
+/// An entry as the JSON object the writer stores.
+fn encode(entry: &AuditEntry) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(entry).map_err(|err| StoreError::Corrupt(err.to_string()))
 }
 
 fn matches(query: &AuditQuery, entry: &AuditEntry) -> bool {
@@ -244,5 +275,168 @@ fn event_entry(actor: &str, kind: AuditKind, target: Option<&str>, details: Valu
         policy: None,
         duration_us: None,
         details,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SledStore;
+
+    fn entry(id: &Ulid) -> AuditEntry {
+        AuditEntry {
+            id: id.to_string(),
+            time: Timestamp(id.timestamp_ms()),
+            ..event_entry("system", AuditKind::Decision, None, Value::Null)
+        }
+    }
+
+    fn log() -> (Arc<dyn Store>, AuditLog) {
+        let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
+        let log = AuditLog::new(Arc::clone(&store)).unwrap();
+        (store, log)
+    }
+
+    /// Every id of `scope`'s log, newest first, read in pages of `limit`.
+    fn all_ids(log: &AuditLog, scope: &str, limit: usize) -> Vec<String> {
+        let mut ids = Vec::new();
+        let mut cursor = None;
+        loop {
+            let query = AuditQuery {
+                limit: Some(limit),
+                cursor: cursor.take(),
+                ..AuditQuery::default()
+            };
+            let page = log.query(scope, &query).unwrap();
+            ids.extend(page.entries.into_iter().map(|e| e.id));
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return ids,
+            }
+        }
+    }
+
+    #[test]
+    fn entries_stored_in_chunks_page_newest_first_without_gaps() {
+        let (store, log) = log();
+        let mut written = Vec::new();
+        for round in 0..5 {
+            for _ in 0..37 {
+                let entry = entry(&crate::ids::next_ulid());
+                log.record_decision("t1", &entry).unwrap();
+                written.push(entry.id);
+            }
+            // A management event between batches, durable on return.
+            log.record_event("t1", "operator", AuditKind::AgentPut, None, Value::Null)
+                .unwrap();
+            if round % 2 == 0 {
+                log.flush();
+            }
+        }
+        log.flush();
+        let records = store.scan(Kind::Audit, "t1/").unwrap().len();
+        let ids = all_ids(&log, "t1", 7);
+        assert_eq!(ids.len(), 5 * 38, "every entry listed once");
+        assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first");
+        assert!(written.iter().all(|id| ids.contains(id)));
+        assert!(
+            records < ids.len() / 4,
+            "{records} records for {} entries",
+            ids.len()
+        );
+        assert_eq!(
+            all_ids(&log, "t2", 7),
+            Vec::<String>::new(),
+            "other scopes see none"
+        );
+    }
+
+    #[test]
+    fn an_entry_queued_after_a_newer_one_joins_the_chunk_that_holds_its_id() {
+        let (store, log) = log();
+        let ids: Vec<Ulid> = (0..7).map(|_| crate::ids::next_ulid()).collect();
+        let record = |log: &AuditLog, order: &[usize]| {
+            for &i in order {
+                log.record_decision("t1", &entry(&ids[i])).unwrap();
+            }
+            log.flush();
+        };
+        record(&log, &[1, 3, 5]);
+        // 2 and 0: their callers were slow, and newer entries are stored.
+        record(&log, &[2, 0, 6]);
+        // After a restart the newest id stored comes from the store.
+        drop(log);
+        let log = AuditLog::new(Arc::clone(&store)).unwrap();
+        record(&log, &[4]);
+
+        let expected: Vec<String> = ids.iter().rev().map(Ulid::to_string).collect();
+        assert_eq!(all_ids(&log, "t1", 2), expected);
+        assert_eq!(all_ids(&log, "t1", 100), expected);
+        let keys: Vec<String> = store
+            .scan(Kind::Audit, "t1/")
+            .unwrap()
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        let key = |i: usize| scoped_key("t1", &ids[i].to_string());
+        assert_eq!(
+            keys,
+            [key(0), key(1), key(6)],
+            "2 and 4 joined 1's chunk; 0 made one of its own"
+        );
+    }
+
+    #[test]
+    fn until_and_cursor_bound_the_listing_inside_a_chunk() {
+        let (_, log) = log();
+        let ids: Vec<Ulid> = (0..10u64)
+            .map(|i| Ulid::from_parts(1_000 * (i + 1), 7))
+            .collect();
+        for id in &ids {
+            log.record_decision("t1", &entry(id)).unwrap();
+        }
+        let page = log
+            .query(
+                "t1",
+                &AuditQuery {
+                    until: Some(Timestamp(5_000)),
+                    since: Some(Timestamp(3_000)),
+                    ..AuditQuery::default()
+                },
+            )
+            .unwrap();
+        let listed: Vec<String> = page.entries.iter().map(|e| e.id.clone()).collect();
+        let expected: Vec<String> = ids[2..5].iter().rev().map(Ulid::to_string).collect();
+        assert_eq!(listed, expected);
+    }
+
+    #[test]
+    fn prune_removes_the_chunks_wholly_older_than_the_cutoff() {
+        let (store, log) = log();
+        let at = |second: u64| Ulid::from_parts(second * 1_000, 1);
+        for second in [1, 2, 3] {
+            log.record_decision("t1", &entry(&at(second))).unwrap();
+        }
+        log.flush();
+        for second in [4, 6] {
+            log.record_decision("t1", &entry(&at(second))).unwrap();
+        }
+        log.flush();
+        // An entry stored before chunks: a record of one object.
+        let old = entry(&Ulid::from_parts(500, 1));
+        store
+            .write(vec![
+                Write::put_json(Kind::Audit, scoped_key("t1", &old.id), &old).unwrap(),
+            ])
+            .unwrap();
+        assert_eq!(all_ids(&log, "t1", 100).len(), 6);
+
+        // Chunk [1,2,3] and the single old record go; [4,6] straddles 5 s.
+        assert_eq!(log.prune("t1", 5_000).unwrap(), 4);
+        let left: Vec<String> = [6, 4].iter().map(|s| at(*s).to_string()).collect();
+        assert_eq!(all_ids(&log, "t1", 100), left);
+        assert_eq!(log.prune("t1", 5_000).unwrap(), 0);
+        assert_eq!(log.prune("t1", 7_000).unwrap(), 2);
+        assert!(all_ids(&log, "t1", 100).is_empty());
     }
 }

@@ -182,7 +182,7 @@ pub trait Store: Send + Sync {
     /// Applies every change or none without waiting for durability; a later
     /// [`Store::flush`] (or the backend's own periodic flush) makes them
     /// durable. For high-volume appends that batch their own flushes.
-    fn write_buffered(&self, writes: Vec<Write>) -> Result<()>;
+    fn write_buffered(&self, writes: &[Write]) -> Result<()>;
 
     /// Removes every record of `kind` whose key starts with `prefix`;
     /// returns how many. Durable on return.

@@ -51,7 +51,7 @@ impl Journal {
             }
             replayed = writes.len();
             for chunk in writes.chunks(4096) {
-                store.write_buffered(chunk.to_vec())?;
+                store.write_buffered(chunk)?;
             }
             store.flush()?;
         }
@@ -74,16 +74,28 @@ impl Journal {
 
     /// Appends `writes` (puts) and syncs the data to disk.
     pub fn append(&mut self, writes: &[Write]) -> io::Result<()> {
-        let mut buffer = Vec::new();
+        let size = writes
+            .iter()
+            .map(|write| match write {
+                Write::Put { key, value, .. } => 12 + key.len() + value.len(),
+                Write::Delete { .. } => 0,
+            })
+            .sum();
+        let mut buffer = Vec::with_capacity(size);
         for write in writes {
             if let Write::Put { key, value, .. } = write {
-                let mut body = Vec::with_capacity(4 + key.len() + value.len());
-                body.extend_from_slice(&(key.len() as u32).to_le_bytes());
-                body.extend_from_slice(key.as_bytes());
-                body.extend_from_slice(value);
-                buffer.extend_from_slice(&(body.len() as u32).to_le_bytes());
-                buffer.extend_from_slice(&crc32(&body).to_le_bytes());
-                buffer.extend_from_slice(&body);
+                // The body is written in place after a header whose crc is
+                // filled in once the body is there.
+                let header = buffer.len();
+                buffer.extend_from_slice(&[0; 8]);
+                buffer.extend_from_slice(&(key.len() as u32).to_le_bytes());
+                buffer.extend_from_slice(key.as_bytes());
+                buffer.extend_from_slice(value);
+                let body = header + 8;
+                let length = (buffer.len() - body) as u32;
+                let crc = crc32(&buffer[body..]);
+                buffer[header..header + 4].copy_from_slice(&length.to_le_bytes());
+                buffer[header + 4..body].copy_from_slice(&crc.to_le_bytes());
             }
         }
         if buffer.is_empty() {

@@ -1,18 +1,22 @@
-//! Group commit for decision entries: callers hand entries to one writer
+//! Group commit for audit entries: callers hand entries to one writer
 //! thread through a bounded queue; the writer stores each batch with one
-//! write and one flush. A full queue makes callers wait: nothing is ever
-//! dropped. In `sync` mode a caller also waits until its entry is durable;
-//! concurrent callers share the flush.
+//! write and one flush, as chunks of entries (see [`super::chunk`]). A
+//! full queue makes callers wait: nothing is ever dropped. In `sync` mode
+//! a caller also waits until its entry is durable; concurrent callers
+//! share the flush.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use ward_types::AuditEntry;
+
+use super::chunk;
 use super::journal::Journal;
-use crate::store::{Store, StoreError, Write};
+use crate::store::{Kind, Store, StoreError, Write, scope_prefix, scoped_key};
 
 /// When a decision's audit entry is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -78,7 +82,9 @@ impl Done {
 enum Item {
     Entry {
         scope: String,
-        write: Write,
+        id: String,
+        /// The entry as a JSON object.
+        value: Vec<u8>,
         done: Option<Arc<Done>>,
     },
     Barrier(Arc<Done>),
@@ -150,6 +156,8 @@ impl AuditWriter {
             config,
             stats: Arc::clone(&stats),
             forgotten: Arc::clone(&forgotten),
+            forgotten_seen: 0,
+            newest: HashMap::new(),
         };
         thread::Builder::new()
             .name("ward-audit".into())
@@ -171,17 +179,29 @@ impl AuditWriter {
         self.config.durability != Durability::DiscardForBenchmarks
     }
 
-    /// Queues a decision entry (waiting while the queue is full); in sync
-    /// mode returns only once it is durable.
-    pub fn append(&self, scope: &str, write: Write) -> Result<(), StoreError> {
+    /// Queues a decision entry, `value` being entry `id` as a JSON object
+    /// (waiting while the queue is full); in sync mode returns only once
+    /// it is durable.
+    pub fn append(&self, scope: &str, id: &str, value: Vec<u8>) -> Result<(), StoreError> {
         if !self.keeps_decisions() {
             return Ok(());
         }
-        let done = (self.config.durability == Durability::Sync).then(|| Arc::new(Done::default()));
+        self.send(scope, id, value, self.config.durability == Durability::Sync)
+    }
+
+    /// Queues an entry and returns once it is durable, whatever the mode
+    /// (for management events).
+    pub fn append_durable(&self, scope: &str, id: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        self.send(scope, id, value, true)
+    }
+
+    fn send(&self, scope: &str, id: &str, value: Vec<u8>, wait: bool) -> Result<(), StoreError> {
+        let done = wait.then(|| Arc::new(Done::default()));
         self.stats.depth.fetch_add(1, Ordering::Relaxed);
         let item = Item::Entry {
             scope: scope.to_string(),
-            write,
+            id: id.to_string(),
+            value,
             done: done.clone(),
         };
         if self.queue.send(item).is_err() {
@@ -226,20 +246,27 @@ struct Worker {
     config: WriterConfig,
     stats: Arc<WriterStats>,
     forgotten: Arc<Mutex<HashSet<String>>>,
+    /// How many forgotten scopes `newest` has been cleared of.
+    forgotten_seen: usize,
+    /// The newest id stored for each scope written since start.
+    newest: HashMap<String, String>,
 }
+
+/// Entries of one scope in a batch: id and JSON.
+type Entries = Vec<(String, Vec<u8>)>;
 
 impl Worker {
     /// Makes `writes` durable: journal synced then store written (flushed
     /// at checkpoints), or without a journal, store written and flushed.
     fn persist(&mut self, writes: &[Write]) -> Result<(), StoreError> {
         let Some(journal) = self.journal.as_mut() else {
-            self.store.write_buffered(writes.to_vec())?;
+            self.store.write_buffered(writes)?;
             return self.store.flush();
         };
         journal
             .append(writes)
             .map_err(|err| StoreError::Backend(format!("audit journal: {err}")))?;
-        self.store.write_buffered(writes.to_vec())?;
+        self.store.write_buffered(writes)?;
         if journal.wants_checkpoint() {
             self.store.flush()?;
             journal
@@ -248,6 +275,105 @@ impl Worker {
         }
         Ok(())
     }
+    /// The store writes that add each scope's `entries` (in id order) as
+    /// chunks. Entries newer than any stored start new chunks; an entry
+    /// that reached the writer after a newer one of its scope was stored
+    /// (its caller was slow between taking its id and queueing it) joins
+    /// the chunk whose range holds it.
+    fn chunks(&mut self, scopes: &HashMap<String, Entries>) -> Result<Vec<Write>, StoreError> {
+        let mut writes = Vec::new();
+        for (scope, entries) in scopes {
+            let newest = self.newest_of(scope)?;
+            let late = entries.partition_point(|(id, _)| newest.as_ref().is_some_and(|n| id <= n));
+            let (late, fresh) = entries.split_at(late);
+            for run in chunk::runs(fresh) {
+                writes.push(Write::Put {
+                    kind: Kind::Audit,
+                    key: scoped_key(scope, &run[0].0),
+                    value: chunk::encode(run.iter().map(|(_, value)| value.as_slice())),
+                });
+            }
+            if !late.is_empty() {
+                self.merge_late(scope, late, &mut writes)?;
+            }
+        }
+        Ok(writes)
+    }
+
+    /// Adds `late` entries of `scope` to the stored chunks whose ranges
+    /// hold them; those older than every chunk make one of their own.
+    fn merge_late(
+        &self,
+        scope: &str,
+        late: &[(String, Vec<u8>)],
+        writes: &mut Vec<Write>,
+    ) -> Result<(), StoreError> {
+        let prefix = scope_prefix(scope);
+        let mut chunks: BTreeMap<String, Vec<AuditEntry>> = BTreeMap::new();
+        let mut oldest = Vec::new();
+        for (id, value) in late {
+            let entry: AuditEntry = crate::store::decode(value)?;
+            let holder =
+                self.store
+                    .scan_rev(Kind::Audit, &prefix, Some(&scoped_key(scope, id)), 1)?;
+            match holder.into_iter().next() {
+                Some((key, bytes)) => {
+                    if !chunks.contains_key(&key) {
+                        match chunk::decode(&bytes) {
+                            Ok(held) => {
+                                chunks.insert(key.clone(), held);
+                            }
+                            Err(err) => {
+                                // Kept apart rather than lost; the log
+                                // around it may list out of order.
+                                tracing::error!(%err, key, "an audit chunk cannot be read");
+                                chunks.insert(scoped_key(scope, id), vec![entry]);
+                                continue;
+                            }
+                        }
+                    }
+                    chunks.entry(key).or_default().push(entry);
+                }
+                None => oldest.push(entry),
+            }
+        }
+        if let Some(first) = oldest.first() {
+            chunks.insert(scoped_key(scope, &first.id), oldest);
+        }
+        for (key, mut entries) in chunks {
+            entries.sort_by(|a, b| a.id.cmp(&b.id));
+            writes.push(Write::put_json(Kind::Audit, key, &entries)?);
+        }
+        Ok(())
+    }
+
+    /// The newest entry id stored for `scope`, read from the store the
+    /// first time the scope is written after start.
+    fn newest_of(&mut self, scope: &str) -> Result<Option<String>, StoreError> {
+        if let Some(id) = self.newest.get(scope) {
+            return Ok(Some(id.clone()));
+        }
+        let last = self
+            .store
+            .scan_rev(Kind::Audit, &scope_prefix(scope), None, 1)?;
+        let Some((key, bytes)) = last.into_iter().next() else {
+            return Ok(None);
+        };
+        let newest = match chunk::decode(&bytes) {
+            Ok(mut entries) => entries.pop().map(|entry| entry.id),
+            Err(err) => {
+                // Its key is the oldest id in it: a bound good enough to
+                // go on writing without losing anything.
+                tracing::error!(%err, key, "the newest audit chunk cannot be read");
+                key.rsplit('/').next().map(str::to_string)
+            }
+        };
+        if let Some(id) = &newest {
+            self.newest.insert(scope.to_string(), id.clone());
+        }
+        Ok(newest)
+    }
+
     fn run(mut self) {
         while let Ok(first) = self.receiver.recv() {
             let barrier_first = matches!(first, Item::Barrier(_));
@@ -301,28 +427,41 @@ impl Worker {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let mut writes = Vec::new();
+        if forgotten.len() != self.forgotten_seen {
+            self.newest.retain(|scope, _| !forgotten.contains(scope));
+            self.forgotten_seen = forgotten.len();
+        }
+        let mut scopes: HashMap<String, Entries> = HashMap::new();
         let mut waiting = Vec::new();
         let mut entries = 0;
         for item in batch {
             match item {
-                Item::Entry { scope, write, done } => {
+                Item::Entry {
+                    scope,
+                    id,
+                    value,
+                    done,
+                } => {
                     entries += 1;
                     if !forgotten.contains(&scope) {
-                        writes.push(write);
+                        scopes.entry(scope).or_default().push((id, value));
                     }
                     waiting.extend(done);
                 }
                 Item::Barrier(done) => waiting.push(done),
             }
         }
+        for list in scopes.values_mut() {
+            list.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
         let mut backoff = Duration::from_millis(10);
         loop {
             let started = Instant::now();
-            let result = if writes.is_empty() {
+            let result = if scopes.is_empty() {
                 Ok(())
             } else {
-                self.persist(&writes)
+                self.chunks(&scopes)
+                    .and_then(|writes| self.persist(&writes))
             };
             match result {
                 Ok(()) => {
@@ -335,6 +474,14 @@ impl Worker {
                     tracing::error!(%err, "cannot write audit entries; retrying");
                     thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        for (scope, list) in scopes {
+            if let Some((id, _)) = list.last() {
+                let newest = self.newest.entry(scope).or_default();
+                if *id > *newest {
+                    *newest = id.clone();
                 }
             }
         }

@@ -207,7 +207,7 @@ impl ApiKeys {
             .and_then(|existing| match existing {
                 Some(_) => {
                     self.store
-                        .write_buffered(vec![Write::put_json(Kind::ApiKey, key, &record)?])
+                        .write_buffered(&[Write::put_json(Kind::ApiKey, key, &record)?])
                 }
                 None => Ok(()),
             });
