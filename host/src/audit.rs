@@ -5,7 +5,7 @@
 //! scope's log is one range in time order. Every entry goes through the
 //! group-commit [`writer`]; a management event waits until it is durable.
 
-mod chunk;
+pub mod chunk;
 pub mod journal;
 pub mod writer;
 
