@@ -275,6 +275,7 @@ impl Worker {
         }
         Ok(())
     }
+
     /// The store writes that add each scope's `entries` (in id order) as
     /// chunks. Entries newer than any stored start new chunks; an entry
     /// that reached the writer after a newer one of its scope was stored
