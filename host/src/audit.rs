@@ -7,6 +7,7 @@
 
 pub mod chunk;
 pub mod journal;
+mod queue;
 pub mod writer;
 
 use std::sync::Arc;

@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -16,6 +15,7 @@ use ward_types::AuditEntry;
 
 use super::chunk;
 use super::journal::Journal;
+use super::queue::Queue;
 use crate::store::{Kind, Store, StoreError, Write, scope_prefix, scoped_key};
 
 /// When a decision's audit entry is durable.
@@ -101,13 +101,13 @@ pub struct WriterStats {
 
 /// The writer's handle.
 pub struct AuditWriter {
-    queue: SyncSender<Item>,
+    queue: Arc<Queue<Item>>,
     config: WriterConfig,
     stats: Arc<WriterStats>,
     forgotten: Arc<Mutex<HashSet<String>>>,
 }
 
-/// Most entries written with one store write.
+/// A batch being gathered is written once it holds this many entries.
 const MAX_BATCH: usize = 4096;
 /// How often a batch being gathered looks for more entries and flush
 /// requests (an audit read waits at most this long before its flush).
@@ -146,13 +146,13 @@ impl AuditWriter {
         config: WriterConfig,
         journal: Option<Journal>,
     ) -> std::io::Result<Self> {
-        let (queue, receiver) = sync_channel(config.queue.max(1));
+        let queue = Arc::new(Queue::new(config.queue));
         let stats = Arc::new(WriterStats::default());
         let forgotten = Arc::new(Mutex::new(HashSet::new()));
         let worker = Worker {
             journal,
             store,
-            receiver,
+            queue: Arc::clone(&queue),
             config,
             stats: Arc::clone(&stats),
             forgotten: Arc::clone(&forgotten),
@@ -204,7 +204,7 @@ impl AuditWriter {
             value,
             done: done.clone(),
         };
-        if self.queue.send(item).is_err() {
+        if self.queue.push(item).is_err() {
             return Err(StoreError::Backend(String::from(
                 "the audit writer has stopped",
             )));
@@ -218,7 +218,7 @@ impl AuditWriter {
     /// Returns once everything queued before this call is durable.
     pub fn flush(&self) {
         let done = Arc::new(Done::default());
-        if self.queue.send(Item::Barrier(Arc::clone(&done))).is_ok() {
+        if self.queue.push(Item::Barrier(Arc::clone(&done))).is_ok() {
             done.wait();
         }
     }
@@ -242,7 +242,7 @@ impl AuditWriter {
 struct Worker {
     journal: Option<Journal>,
     store: Arc<dyn Store>,
-    receiver: Receiver<Item>,
+    queue: Arc<Queue<Item>>,
     config: WriterConfig,
     stats: Arc<WriterStats>,
     forgotten: Arc<Mutex<HashSet<String>>>,
@@ -376,20 +376,12 @@ impl Worker {
     }
 
     fn run(mut self) {
-        while let Ok(first) = self.receiver.recv() {
-            let barrier_first = matches!(first, Item::Barrier(_));
-            let mut batch = vec![first];
-            if self.config.durability == Durability::Batched && !barrier_first {
+        let mut batch = Vec::new();
+        while self.queue.wait_and_take(&mut batch) {
+            if self.config.durability == Durability::Batched && !has_barrier(&batch) {
                 self.collect(&mut batch);
-            } else {
-                while batch.len() < MAX_BATCH {
-                    match self.receiver.try_recv() {
-                        Ok(item) => batch.push(item),
-                        Err(_) => break,
-                    }
-                }
             }
-            self.commit(batch);
+            self.commit(std::mem::take(&mut batch));
         }
     }
 
@@ -400,24 +392,16 @@ impl Worker {
     fn collect(&self, batch: &mut Vec<Item>) {
         let deadline = Instant::now() + self.config.flush_interval;
         loop {
-            while batch.len() < MAX_BATCH {
-                match self.receiver.try_recv() {
-                    Ok(item) => {
-                        let barrier = matches!(item, Item::Barrier(_));
-                        batch.push(item);
-                        if barrier {
-                            return;
-                        }
-                    }
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => return,
-                }
-            }
             let left = deadline.saturating_duration_since(Instant::now());
-            if batch.len() >= MAX_BATCH || left.is_zero() {
+            if batch.len() >= MAX_BATCH || left.is_zero() || self.queue.is_closed() {
                 return;
             }
             std::thread::sleep(left.min(POLL));
+            let before = batch.len();
+            self.queue.take_all(batch);
+            if has_barrier(&batch[before..]) {
+                return;
+            }
         }
     }
 
@@ -490,5 +474,24 @@ impl Worker {
         for done in waiting {
             done.finish();
         }
+    }
+}
+
+fn has_barrier(items: &[Item]) -> bool {
+    items.iter().any(|item| matches!(item, Item::Barrier(_)))
+}
+
+impl Drop for AuditWriter {
+    /// The writer thread writes what is queued, then stops.
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
+impl Drop for Worker {
+    /// Should the writer thread ever panic, callers get an error instead
+    /// of waiting on its full queue for ever.
+    fn drop(&mut self) {
+        self.queue.close();
     }
 }
