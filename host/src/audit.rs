@@ -162,14 +162,21 @@ impl AuditLog {
         kind: AuditKind,
         details: Value,
     ) -> Result<(), StoreError> {
-        self.record_decision(scope, &event_entry(actor, kind, None, details))
+        let entry = event_entry(actor, kind, None, details);
+        self.record_decision(scope, &entry.id, &entry)
     }
 
     /// Appends a decision to `scope`'s log through the group-commit
     /// writer: waits while its queue is full, and in `sync` mode until the
-    /// entry is durable.
-    pub fn record_decision(&self, scope: &str, entry: &AuditEntry) -> Result<(), StoreError> {
-        self.writer.append(scope, &entry.id, encode(entry)?)
+    /// entry is durable. `entry` (with id `id`) must encode as an
+    /// [`AuditEntry`].
+    pub fn record_decision(
+        &self,
+        scope: &str,
+        id: &str,
+        entry: &impl serde::Serialize,
+    ) -> Result<(), StoreError> {
+        self.writer.append(scope, id, encode(entry)?)
     }
 
     /// One page of `scope`'s log, newest first. Entries still queued in the
@@ -249,7 +256,7 @@ impl AuditLog {
 }
 
 /// An entry as the JSON object the writer stores.
-fn encode(entry: &AuditEntry) -> Result<Vec<u8>, StoreError> {
+fn encode(entry: &impl serde::Serialize) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(entry).map_err(|err| StoreError::Corrupt(err.to_string()))
 }
 
@@ -292,6 +299,10 @@ mod tests {
         }
     }
 
+    fn record(log: &AuditLog, entry: AuditEntry) {
+        log.record_decision("t1", &entry.id, &entry).unwrap();
+    }
+
     fn log() -> (Arc<dyn Store>, AuditLog) {
         let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
         let log = AuditLog::new(Arc::clone(&store)).unwrap();
@@ -324,7 +335,7 @@ mod tests {
         for round in 0..5 {
             for _ in 0..37 {
                 let entry = entry(&crate::ids::next_ulid());
-                log.record_decision("t1", &entry).unwrap();
+                log.record_decision("t1", &entry.id, &entry).unwrap();
                 written.push(entry.id);
             }
             // A management event between batches, durable on return.
@@ -356,19 +367,19 @@ mod tests {
     fn an_entry_queued_after_a_newer_one_joins_the_chunk_that_holds_its_id() {
         let (store, log) = log();
         let ids: Vec<Ulid> = (0..7).map(|_| crate::ids::next_ulid()).collect();
-        let record = |log: &AuditLog, order: &[usize]| {
+        let write = |log: &AuditLog, order: &[usize]| {
             for &i in order {
-                log.record_decision("t1", &entry(&ids[i])).unwrap();
+                record(log, entry(&ids[i]));
             }
             log.flush();
         };
-        record(&log, &[1, 3, 5]);
+        write(&log, &[1, 3, 5]);
         // 2 and 0: their callers were slow, and newer entries are stored.
-        record(&log, &[2, 0, 6]);
+        write(&log, &[2, 0, 6]);
         // After a restart the newest id stored comes from the store.
         drop(log);
         let log = AuditLog::new(Arc::clone(&store)).unwrap();
-        record(&log, &[4]);
+        write(&log, &[4]);
 
         let expected: Vec<String> = ids.iter().rev().map(Ulid::to_string).collect();
         assert_eq!(all_ids(&log, "t1", 2), expected);
@@ -394,7 +405,7 @@ mod tests {
             .map(|i| Ulid::from_parts(1_000 * (i + 1), 7))
             .collect();
         for id in &ids {
-            log.record_decision("t1", &entry(id)).unwrap();
+            record(&log, entry(id));
         }
         let page = log
             .query(
@@ -416,11 +427,11 @@ mod tests {
         let (store, log) = log();
         let at = |second: u64| Ulid::from_parts(second * 1_000, 1);
         for second in [1, 2, 3] {
-            log.record_decision("t1", &entry(&at(second))).unwrap();
+            record(&log, entry(&at(second)));
         }
         log.flush();
         for second in [4, 6] {
-            log.record_decision("t1", &entry(&at(second))).unwrap();
+            record(&log, entry(&at(second)));
         }
         log.flush();
         // An entry stored before chunks: a record of one object.

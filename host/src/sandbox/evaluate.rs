@@ -74,7 +74,7 @@ impl fmt::Display for PolicyErrorKind {
 
 /// A policy failure and what is known about its cause (for the audit log
 /// and the host log; never shown to other tenants).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PolicyFailure {
     /// What kind of failure.
     pub kind: PolicyErrorKind,
