@@ -91,13 +91,7 @@ fn bench(c: &mut Criterion) {
                     .collect::<Vec<_>>()
             },
             |entries| {
-                let writes: Vec<Write> = chunk::runs(&entries)
-                    .map(|run| Write::Put {
-                        kind: Kind::Audit,
-                        key: scoped_key("tenant", &run[0].0),
-                        value: chunk::encode(run.iter().map(|(_, value)| value.as_slice())),
-                    })
-                    .collect();
+                let writes: Vec<Write> = chunk::writes("tenant", &entries).collect();
                 chunks.write_buffered(&writes).unwrap();
             },
             BatchSize::PerIteration,

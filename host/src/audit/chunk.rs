@@ -15,7 +15,7 @@
 
 use ward_types::AuditEntry;
 
-use crate::store::{self, StoreError};
+use crate::store::{self, Kind, StoreError, Write, scoped_key};
 
 /// Most entries in a chunk the writer starts.
 pub const MAX_ENTRIES: usize = 32;
@@ -31,8 +31,21 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<AuditEntry>, StoreError> {
     }
 }
 
+/// The store writes that add `entries` of `scope` (id and JSON object,
+/// in id order, all newer than any stored) as new chunks.
+pub fn writes<'a>(
+    scope: &'a str,
+    entries: &'a [(String, Vec<u8>)],
+) -> impl Iterator<Item = Write> + 'a {
+    runs(entries).map(move |run| Write::Put {
+        kind: Kind::Audit,
+        key: scoped_key(scope, &run[0].0),
+        value: encode(run.iter().map(|(_, value)| value.as_slice())),
+    })
+}
+
 /// A chunk record of entries already encoded as JSON objects, in id order.
-pub fn encode<'a>(entries: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+fn encode<'a>(entries: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
     let mut chunk = vec![b'['];
     for entry in entries {
         if chunk.len() > 1 {
@@ -46,7 +59,7 @@ pub fn encode<'a>(entries: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
 
 /// Splits `entries` (id and JSON, in id order) into runs that each make
 /// one chunk the writer starts.
-pub fn runs<T: AsRef<[u8]>>(entries: &[(String, T)]) -> impl Iterator<Item = &[(String, T)]> {
+fn runs<T: AsRef<[u8]>>(entries: &[(String, T)]) -> impl Iterator<Item = &[(String, T)]> {
     let mut rest = entries;
     std::iter::from_fn(move || {
         if rest.is_empty() {

@@ -287,13 +287,7 @@ impl Worker {
             let newest = self.newest_of(scope)?;
             let late = entries.partition_point(|(id, _)| newest.as_ref().is_some_and(|n| id <= n));
             let (late, fresh) = entries.split_at(late);
-            for run in chunk::runs(fresh) {
-                writes.push(Write::Put {
-                    kind: Kind::Audit,
-                    key: scoped_key(scope, &run[0].0),
-                    value: chunk::encode(run.iter().map(|(_, value)| value.as_slice())),
-                });
-            }
+            writes.extend(chunk::writes(scope, fresh));
             if !late.is_empty() {
                 self.merge_late(scope, late, &mut writes)?;
             }
