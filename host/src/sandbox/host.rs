@@ -122,7 +122,11 @@ impl LogSink {
 /// The data of one store: one evaluation's WASI context, limits and host
 /// state. Never reused across evaluations.
 pub(super) struct StoreState {
-    pub(super) wasi: WasiCtx,
+    /// Built on the guest's first WASI call: most policies make none, and
+    /// building it (seeding its random sources, its clocks and streams)
+    /// was a measurable part of every fresh instance.
+    wasi: Option<WasiCtx>,
+    stdio: CapturedOutput,
     pub(super) table: ResourceTable,
     pub(super) limiter: Limiter,
     pub(super) data: Arc<dyn DataLookup>,
@@ -136,15 +140,9 @@ impl StoreState {
         log: LogSink,
         stdio: &CapturedOutput,
     ) -> Self {
-        let wasi = WasiCtxBuilder::new()
-            .stdout(stdio.clone())
-            .stderr(stdio.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
         StoreState {
-            wasi,
+            wasi: None,
+            stdio: stdio.clone(),
             table: ResourceTable::new(),
             limiter,
             data,
@@ -155,8 +153,18 @@ impl StoreState {
 
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let stdio = &self.stdio;
+        let ctx = self.wasi.get_or_insert_with(|| {
+            WasiCtxBuilder::new()
+                .stdout(stdio.clone())
+                .stderr(stdio.clone())
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build()
+        });
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx,
             table: &mut self.table,
         }
     }
