@@ -321,6 +321,57 @@ fn permissions_policy_wildcard_action_allows_any_action() {
     assert!(outcome.allow, "{outcome:?}");
 }
 
+/// The builtin policy is built with a 64 KiB stack (plugins/permissions/
+/// build.rs); an agent at the registry's limits (1,000 permissions of 512
+/// characters, 100 actions each) must still be decided, both ways.
+#[test]
+fn permissions_policy_decides_for_an_agent_at_the_registry_limits() {
+    let policy = load("permissions");
+    let actions: Vec<String> = (0..100).map(|i| format!("action-{i:03}")).collect();
+    let actions: Vec<&str> = actions.iter().map(String::as_str).collect();
+    let patterns: Vec<String> = (0..1_000)
+        .map(|i| {
+            let head = format!("kind-{i:04}:*");
+            format!("{head}{}", "x*".repeat((512 - head.len()) / 2))
+        })
+        .collect();
+    assert!(patterns.iter().all(|p| p.len() <= 512));
+    let grants: Vec<(&str, &[&str])> = patterns
+        .iter()
+        .map(|p| (p.as_str(), actions.as_slice()))
+        .collect();
+    let big = agent("big", &grants);
+    // Lowering 100,000 action strings takes tens of milliseconds (more in
+    // a debug build beside other tests); the point here is the stack.
+    let limits = SandboxLimits {
+        timeout_ms: 10_000,
+        ..SandboxLimits::default()
+    };
+    let resource = format!("kind-0999:{}", "x".repeat(300));
+    let eval = |action: &str, resource: &str| {
+        shared_sandbox().evaluate(
+            &policy,
+            &request(Some(big.clone()), action, resource, "null"),
+            &limits,
+            Arc::new(NoData),
+        )
+    };
+
+    let allowed = eval("action-099", &resource);
+    assert!(allowed.allow, "{:?}", allowed.failure);
+    assert!(
+        allowed.reasons[0].starts_with("`kind-0999:*x*"),
+        "{allowed:?}"
+    );
+    let denied = eval("action-100", "other:1");
+    assert!(!denied.allow);
+    assert!(denied.failure.is_none(), "{:?}", denied.failure);
+    assert_eq!(
+        denied.reasons,
+        vec!["no permission of agent `big` matches `other:1`"]
+    );
+}
+
 #[test]
 fn the_embedded_permissions_policy_is_the_built_one() {
     assert_eq!(
