@@ -48,6 +48,16 @@ fn entry() -> AuditEntry {
     }
 }
 
+/// `ENTRIES` new entries, id and JSON, in id order.
+fn encoded_entries() -> Vec<(String, Vec<u8>)> {
+    (0..ENTRIES)
+        .map(|_| {
+            let entry = entry();
+            (entry.id.clone(), serde_json::to_vec(&entry).unwrap())
+        })
+        .collect()
+}
+
 fn store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
     Arc::new(SledStore::open(&dir.path().join("db")).unwrap())
 }
@@ -82,17 +92,28 @@ fn bench(c: &mut Criterion) {
     let chunks = store(&dir);
     group.bench_function("chunks", |b| {
         b.iter_batched(
-            || {
-                (0..ENTRIES)
-                    .map(|_| {
-                        let entry = entry();
-                        (entry.id.clone(), serde_json::to_vec(&entry).unwrap())
-                    })
-                    .collect::<Vec<_>>()
-            },
+            encoded_entries,
             |entries| {
                 let writes: Vec<Write> = chunk::writes("tenant", &entries).collect();
                 chunks.write_buffered(&writes).unwrap();
+            },
+            BatchSize::PerIteration,
+        )
+    });
+
+    // As the writer meets them under load: one group commit per 100
+    // entries (one batch call's worth), so that sled rewrites the tree's
+    // last leaf after every few chunks.
+    let dir = tempfile::tempdir().unwrap();
+    let commits = store(&dir);
+    group.bench_function("chunks_100_per_commit", |b| {
+        b.iter_batched(
+            encoded_entries,
+            |entries| {
+                for commit in entries.chunks(100) {
+                    let writes: Vec<Write> = chunk::writes("tenant", commit).collect();
+                    commits.write_buffered(&writes).unwrap();
+                }
             },
             BatchSize::PerIteration,
         )
