@@ -88,36 +88,26 @@ fn bench(c: &mut Criterion) {
         )
     });
 
-    let dir = tempfile::tempdir().unwrap();
-    let chunks = store(&dir);
-    group.bench_function("chunks", |b| {
-        b.iter_batched(
-            encoded_entries,
-            |entries| {
-                let writes: Vec<Write> = chunk::writes("tenant", &entries).collect();
-                chunks.write_buffered(&writes).unwrap();
-            },
-            BatchSize::PerIteration,
-        )
-    });
-
-    // As the writer meets them under load: one group commit per 100
+    // Chunks as the writer makes them, all 1,000 in one group commit and
+    // as the writer meets them under load: one group commit per 100
     // entries (one batch call's worth), so that sled rewrites the tree's
     // last leaf after every few chunks.
-    let dir = tempfile::tempdir().unwrap();
-    let commits = store(&dir);
-    group.bench_function("chunks_100_per_commit", |b| {
-        b.iter_batched(
-            encoded_entries,
-            |entries| {
-                for commit in entries.chunks(100) {
-                    let writes: Vec<Write> = chunk::writes("tenant", commit).collect();
-                    commits.write_buffered(&writes).unwrap();
-                }
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    for (name, per_commit) in [("chunks", ENTRIES), ("chunks_100_per_commit", 100)] {
+        let dir = tempfile::tempdir().unwrap();
+        let chunks = store(&dir);
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                encoded_entries,
+                |entries| {
+                    for commit in entries.chunks(per_commit) {
+                        let writes: Vec<Write> = chunk::writes("tenant", commit).collect();
+                        chunks.write_buffered(&writes).unwrap();
+                    }
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
     group.finish();
 }
 
