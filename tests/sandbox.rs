@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use ward::sandbox::{
-    LoadError, MemoryData, NoData, Outcome, PolicyErrorKind, Sandbox, SandboxConfig, SandboxLimits,
-    Slice,
+    LoadError, LoadedPolicy, MemoryData, NoData, Outcome, PolicyErrorKind, Sandbox, SandboxConfig,
+    SandboxLimits, Slice,
 };
 
 use crate::support::*;
@@ -322,11 +322,21 @@ fn permissions_policy_wildcard_action_allows_any_action() {
 }
 
 /// The builtin policy is built with a 64 KiB stack (plugins/permissions/
-/// build.rs); an agent at the registry's limits (1,000 permissions of 512
-/// characters, 100 actions each) must still be decided, both ways.
+/// build.rs) and a heap that never reuses memory (`DecisionHeap`); an agent
+/// at the registry's limits (1,000 permissions of 512 characters, 100
+/// actions each) must still be decided, both ways, by the builtin and by
+/// the same policy built for `wasm32-wasip2`.
 #[test]
 fn permissions_policy_decides_for_an_agent_at_the_registry_limits() {
-    let policy = load("permissions");
+    let builtin = shared_sandbox()
+        .load(ward::plugins::PERMISSIONS_WASM, usize::MAX)
+        .unwrap();
+    for policy in [builtin, load("permissions")] {
+        decides_at_the_registry_limits(&policy);
+    }
+}
+
+fn decides_at_the_registry_limits(policy: &Arc<LoadedPolicy>) {
     let actions: Vec<String> = (0..100).map(|i| format!("action-{i:03}")).collect();
     let actions: Vec<&str> = actions.iter().map(String::as_str).collect();
     let patterns: Vec<String> = (0..1_000)
@@ -350,7 +360,7 @@ fn permissions_policy_decides_for_an_agent_at_the_registry_limits() {
     let resource = format!("kind-0999:{}", "x".repeat(300));
     let eval = |action: &str, resource: &str| {
         shared_sandbox().evaluate(
-            &policy,
+            policy,
             &request(Some(big.clone()), action, resource, "null"),
             &limits,
             Arc::new(NoData),
@@ -373,10 +383,54 @@ fn permissions_policy_decides_for_an_agent_at_the_registry_limits() {
 }
 
 #[test]
-fn the_embedded_permissions_policy_is_the_built_one() {
+fn the_embedded_permissions_policy_is_the_built_one_and_needs_no_wasi() {
+    let built = std::path::Path::new(env!("WARD_BUILTIN_DIR")).join("permissions.wasm");
     assert_eq!(
         ward::plugins::PERMISSIONS_WASM,
-        guest("permissions").as_slice()
+        std::fs::read(built).unwrap().as_slice()
+    );
+    let engine = wasmtime::Engine::default();
+    let component =
+        wasmtime::component::Component::new(&engine, ward::plugins::PERMISSIONS_WASM).unwrap();
+    let imports: Vec<String> = component
+        .component_type()
+        .imports(&engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    assert_eq!(imports, vec!["ward:policy/types@0.1.0"]);
+}
+
+/// The builtin's heap grows linear memory as it needs; past the tenant's
+/// memory limit the decision fails as `memory_limit`, like any policy's.
+#[test]
+fn the_builtin_heap_stops_at_the_memory_limit() {
+    let builtin = shared_sandbox()
+        .load(ward::plugins::PERMISSIONS_WASM, usize::MAX)
+        .unwrap();
+    let pattern = format!("docs:{}", "y".repeat(500));
+    let actions: Vec<String> = (0..100).map(|i| format!("act-{i}")).collect();
+    let actions: Vec<&str> = actions.iter().map(String::as_str).collect();
+    let grants: Vec<(&str, &[&str])> = (0..1_000)
+        .map(|_| (pattern.as_str(), actions.as_slice()))
+        .collect();
+    let agent = agent("wide", &grants);
+    let request = request(Some(agent), "read", "docs:1", "null");
+    let within = |memory_bytes: u64| SandboxLimits {
+        memory_bytes,
+        timeout_ms: 10_000,
+        ..SandboxLimits::default()
+    };
+
+    // About 1.5 MiB of strings are lowered into the guest's memory.
+    let refused = shared_sandbox().evaluate(&builtin, &request, &within(1 << 20), Arc::new(NoData));
+    assert_denied_with(&refused, PolicyErrorKind::MemoryLimit);
+
+    let decided =
+        shared_sandbox().evaluate(&builtin, &request, &within(16 << 20), Arc::new(NoData));
+    assert!(decided.failure.is_none(), "{:?}", decided.failure);
+    assert_eq!(
+        decided.reasons,
+        vec!["no permission of agent `wide` matches `docs:1`"]
     );
 }
 

@@ -45,3 +45,9 @@ fn evaluate(request: &Request) -> Result<Decision> {
 }
 
 ward_policy::policy!(evaluate);
+
+// Built for wasm32-unknown-unknown (see host/build.rs): no WASI, one core
+// module, and a heap that lasts one decision.
+#[cfg(target_os = "unknown")]
+#[global_allocator]
+static HEAP: ward_policy::DecisionHeap = ward_policy::DecisionHeap::new();

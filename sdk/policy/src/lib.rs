@@ -3,11 +3,24 @@
 
 mod decision;
 mod glob;
+#[cfg(all(
+    target_arch = "wasm32",
+    target_os = "unknown",
+    not(target_feature = "atomics")
+))]
+#[allow(unsafe_code)]
+mod heap;
 mod host;
 mod request;
 
 pub use decision::{Decision, allow, deny};
 pub use glob::glob_match;
+#[cfg(all(
+    target_arch = "wasm32",
+    target_os = "unknown",
+    not(target_feature = "atomics")
+))]
+pub use heap::DecisionHeap;
 pub use host::{Level, data_get, data_get_raw, log, now_millis};
 pub use request::{Action, Agent, Entity, Permission, Request, Scope, Tenant};
 
