@@ -1349,3 +1349,74 @@ mod model {
         }
     }
 }
+
+/// An upgrade of Ward brings its new builtin `permissions` module, unless
+/// an operator chose another version of the policy.
+#[test]
+fn the_builtin_policy_follows_upgrades_of_ward_unless_an_operator_chose_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let global = ScopeId::Global;
+    let shipped = {
+        let registry = open_registry(dir.path());
+        let info = registry.get_policy(&global, "permissions").unwrap();
+        assert_eq!((info.active_version, info.versions.len()), (Some(1), 1));
+        let shipped = info.versions[0].sha256.clone();
+
+        // What an older Ward leaves behind: its own builtin active, and its
+        // hash in the meta key Ward keeps for this.
+        let older = registry
+            .upload_policy(
+                &global,
+                "permissions",
+                &guest("permissions"),
+                true,
+                "system",
+            )
+            .unwrap();
+        assert_ne!(older.sha256, shipped);
+        registry
+            .store()
+            .write(vec![
+                ward::store::Write::put_json(
+                    Kind::Meta,
+                    "builtin/permissions".to_string(),
+                    &older.sha256,
+                )
+                .unwrap(),
+            ])
+            .unwrap();
+        shipped
+    };
+
+    let registry = open_registry(dir.path());
+    let info = registry.get_policy(&global, "permissions").unwrap();
+    assert_eq!(info.active_version, Some(3), "{info:?}");
+    assert_eq!(info.versions[2].sha256, shipped);
+    // The operator goes back to the older module.
+    registry
+        .activate_policy(&global, "permissions", 2, OP)
+        .unwrap();
+    drop(registry);
+
+    let registry = open_registry(dir.path());
+    let info = registry.get_policy(&global, "permissions").unwrap();
+    assert_eq!(info.active_version, Some(2), "the operator's choice stays");
+    assert_eq!(info.versions.len(), 3);
+    drop(registry);
+
+    // Restarts of the same Ward change nothing.
+    let registry = open_registry(dir.path());
+    let again = registry.get_policy(&global, "permissions").unwrap();
+    assert_eq!(again.versions.len(), 3);
+    let uploads = registry
+        .audit()
+        .query(
+            global.key(),
+            &AuditQuery {
+                kind: Some(AuditKind::PolicyUploaded),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(uploads.entries.len(), 3, "{uploads:?}");
+}

@@ -323,20 +323,6 @@ impl Registry {
         Ok(())
     }
 
-    fn install_builtins(&self) -> Result<()> {
-        if self.global.load().policies.contains_key("permissions") {
-            return Ok(());
-        }
-        self.upload_policy(
-            &ScopeId::Global,
-            "permissions",
-            crate::plugins::PERMISSIONS_WASM,
-            true,
-            "system",
-        )?;
-        Ok(())
-    }
-
     /// The current view of a tenant, by id or slug.
     pub(crate) fn tenant_view(&self, id_or_slug: &str) -> Option<Arc<TenantView>> {
         self.directory

@@ -5,11 +5,14 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use ward_types::{AuditKind, PolicyInfo, PolicyVersion, Timestamp, UploadedPolicy};
 
 use super::index::PolicyEntry;
 use super::names::check_name;
 use super::{Registry, RegistryError, Result, ScopeId, check_count};
+use crate::authorize::BUILTIN_POLICY;
+use crate::plugins::PERMISSIONS_WASM;
 use crate::sandbox::{LoadError, LoadedPolicy};
 use crate::store::{self, Kind, Write, scoped_key};
 
@@ -18,7 +21,58 @@ pub const MAX_VERSIONS: usize = 100;
 /// Largest policy config, in bytes of JSON.
 const MAX_CONFIG_BYTES: usize = 256 << 10;
 
+/// `Kind::Meta` key of the sha256 of the builtin `permissions` module that
+/// Ward itself installed last.
+const BUILTIN_META_KEY: &str = "builtin/permissions";
+
 impl Registry {
+    /// Installs the builtin `permissions` policy in a new store, and brings
+    /// it up to date after Ward is upgraded: when the module this binary
+    /// ships differs from the one Ward installed last, and that one is still
+    /// the active version, the shipped module becomes a new active version.
+    /// An operator who activated another version keeps it.
+    pub(super) fn install_builtins(&self) -> Result<()> {
+        let shipped = hex::encode(Sha256::digest(PERMISSIONS_WASM));
+        let installed: Option<String> =
+            store::get_json(self.store.as_ref(), Kind::Meta, BUILTIN_META_KEY)?;
+        let current = self.global.load().policies.get(BUILTIN_POLICY).cloned();
+        let active = current
+            .as_ref()
+            .and_then(|entry| entry.active())
+            .map(|(_, sha256)| sha256.to_string());
+        let ours = installed.clone().or_else(|| {
+            // Stores made before the key existed: Ward installed version 1
+            // when it created the store.
+            let first = current.as_ref()?.info.versions.first()?;
+            Some(first.sha256.clone())
+        });
+        let upgrade = current.is_none() || (active.as_ref() != Some(&shipped) && active == ours);
+        if upgrade {
+            match self.upload_policy(
+                &ScopeId::Global,
+                BUILTIN_POLICY,
+                PERMISSIONS_WASM,
+                true,
+                "system",
+            ) {
+                Ok(_) => {}
+                Err(RegistryError::QuotaExceeded(why)) => {
+                    tracing::warn!(%why, "the builtin `permissions` policy was not updated");
+                    return Ok(());
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        if (upgrade || active.as_ref() == Some(&shipped)) && installed.as_ref() != Some(&shipped) {
+            self.store.write(vec![Write::put_json(
+                Kind::Meta,
+                BUILTIN_META_KEY.to_string(),
+                &shipped,
+            )?])?;
+        }
+        Ok(())
+    }
+
     /// Validates and compiles `module`, stores it as the next version of
     /// policy `name` in `scope`, and makes it active unless `activate` is
     /// false (or it is the first version, which is always activated when
