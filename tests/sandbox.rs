@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use ward::sandbox::{
-    LoadError, LoadedPolicy, MemoryData, NoData, Outcome, PolicyErrorKind, Sandbox, SandboxConfig,
-    SandboxLimits, Slice,
+    LoadError, LoadedPolicy, MemoryData, NoData, Outcome, PolicyErrorKind, Request, Sandbox,
+    SandboxConfig, SandboxLimits, Slice,
 };
 
 use crate::support::*;
@@ -1002,4 +1002,108 @@ fn host_checks_tenant_limits_against_its_own() {
         ..SandboxLimits::default()
     };
     assert!(sandbox.check_limits(&no_time).is_err());
+}
+
+/// Waits until the sandbox has optimised `count` modules compiled quickly
+/// first.
+fn wait_until_optimised(sandbox: &Sandbox, count: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while sandbox.stats().optimised < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not optimised: {:?}",
+            sandbox.stats()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A large module decides on quick code at once, goes on deciding while
+/// its optimised code replaces it, and only the optimised code is kept in
+/// the cache.
+#[test]
+fn large_modules_decide_on_quick_code_until_their_optimised_code_replaces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |quick_compile_bytes| SandboxConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        quick_compile_bytes,
+        ..small_config()
+    };
+    let bytes = guest("permissions");
+    let grant = agent("a", &[("doc:*", &["read"])]);
+    let allowed = request(Some(grant.clone()), "read", "doc:1", "null");
+    let denied = request(Some(grant), "write", "doc:1", "null");
+    let decide = |sandbox: &Sandbox, policy: &Arc<LoadedPolicy>, request: &Request| {
+        let outcome =
+            sandbox.evaluate(policy, request, &SandboxLimits::default(), Arc::new(NoData));
+        assert!(outcome.failure.is_none(), "{outcome:?}");
+        outcome.allow
+    };
+
+    // Every module counts as large here.
+    let sandbox = Sandbox::new(config(0)).unwrap();
+    let policy = sandbox.load(&bytes, usize::MAX).unwrap();
+    std::thread::scope(|scope| {
+        // Decisions keep coming while the code is replaced under them.
+        let deciding = scope.spawn(|| {
+            let give_up = std::time::Instant::now() + Duration::from_secs(120);
+            let mut decided = 0;
+            while (!policy.is_optimised() && std::time::Instant::now() < give_up) || decided < 10 {
+                assert!(decide(&sandbox, &policy, &allowed));
+                assert!(!decide(&sandbox, &policy, &denied));
+                decided += 1;
+            }
+            decided
+        });
+        wait_until_optimised(&sandbox, 1);
+        assert!(deciding.join().unwrap() >= 10);
+    });
+    assert!(policy.is_optimised());
+    let stats = sandbox.stats();
+    assert_eq!((stats.compiled, stats.cache_hits), (1, 0), "{stats:?}");
+    drop((policy, sandbox));
+
+    // The next process takes the optimised code from the cache.
+    let sandbox = Sandbox::new(config(0)).unwrap();
+    let policy = sandbox.load(&bytes, usize::MAX).unwrap();
+    assert!(policy.is_optimised());
+    assert!(decide(&sandbox, &policy, &allowed));
+    let stats = sandbox.stats();
+    assert_eq!(
+        (stats.compiled, stats.cache_hits, stats.optimised),
+        (0, 1, 0),
+        "{stats:?}"
+    );
+}
+
+/// A module dropped before its optimised code is ready still has that
+/// code cached; modules under `quick_compile_bytes` are compiled once.
+#[test]
+fn optimised_code_is_cached_even_when_nothing_uses_the_module_any_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |quick_compile_bytes| SandboxConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        quick_compile_bytes,
+        ..small_config()
+    };
+    let bytes = guest("rbac");
+    let sandbox = Sandbox::new(config(0)).unwrap();
+    drop(sandbox.load(&bytes, usize::MAX).unwrap());
+    wait_until_optimised(&sandbox, 1);
+    drop(sandbox);
+
+    let sandbox = Sandbox::new(config(usize::MAX)).unwrap();
+    let policy = sandbox.load(&bytes, usize::MAX).unwrap();
+    assert!(policy.is_optimised());
+    assert_eq!(sandbox.stats().cache_hits, 1);
+
+    let fresh = Sandbox::new(SandboxConfig {
+        quick_compile_bytes: usize::MAX,
+        ..small_config()
+    })
+    .unwrap();
+    let policy = fresh.load(&bytes, usize::MAX).unwrap();
+    assert!(policy.is_optimised(), "compiled once, optimised");
+    let stats = fresh.stats();
+    assert_eq!((stats.compiled, stats.optimised), (1, 0), "{stats:?}");
 }

@@ -136,6 +136,7 @@ impl Config {
             cache_dir: Some(self.data_dir.join("compiled")),
             max_module_bytes: self.sandbox.max_module_bytes,
             compile_timeout: Duration::from_millis(self.sandbox.compile_timeout_ms),
+            quick_compile_bytes: self.sandbox.quick_compile_bytes,
             max_concurrent_instances: self.sandbox.max_concurrent_instances,
             max_memory_bytes: self.sandbox.max_memory_bytes,
             max_resident_policies: self.sandbox.max_resident_policies,
@@ -186,6 +187,9 @@ pub struct SandboxSection {
     pub max_module_bytes: usize,
     /// Longest a compilation may take.
     pub compile_timeout_ms: u64,
+    /// Modules at least this large are compiled quickly first, then
+    /// optimised in the background (above `max_module_bytes`: never).
+    pub quick_compile_bytes: usize,
     /// Instances alive at once across all tenants.
     pub max_concurrent_instances: u32,
     /// Largest memory any tenant may allow its policies.
@@ -208,6 +212,7 @@ impl Default for SandboxSection {
             max_module_bytes: defaults.max_module_bytes,
             compile_timeout_ms: u64::try_from(defaults.compile_timeout.as_millis())
                 .unwrap_or(u64::MAX),
+            quick_compile_bytes: defaults.quick_compile_bytes,
             max_concurrent_instances: defaults.max_concurrent_instances,
             max_memory_bytes: defaults.max_memory_bytes,
             max_resident_policies: defaults.max_resident_policies,

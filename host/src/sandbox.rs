@@ -120,6 +120,13 @@ pub struct SandboxConfig {
     pub max_concurrent_compiles: usize,
     /// Whether one compilation may use several threads.
     pub parallel_compilation: bool,
+    /// Modules of at least this many bytes that are not in the cache are
+    /// compiled twice: first quickly, without optimisation, so that the
+    /// upload returns and the policy decides sooner; then optimised on a
+    /// background thread, whose code replaces the quick code for the
+    /// decisions that follow and is what the cache keeps. `usize::MAX`
+    /// compiles every module once, optimised.
+    pub quick_compile_bytes: usize,
     /// Instances that may exist at once across all tenants (pool size).
     pub max_concurrent_instances: u32,
     /// Upper bound for any tenant's `memory_bytes` (pool slot size).
@@ -165,6 +172,7 @@ impl Default for SandboxConfig {
             compile_timeout: Duration::from_secs(20),
             max_concurrent_compiles: 2,
             parallel_compilation: true,
+            quick_compile_bytes: 256 << 10,
             max_concurrent_instances: 1000,
             max_memory_bytes: 256 << 20,
             max_table_elements: 100_000,
@@ -200,6 +208,9 @@ pub struct SandboxStats {
     pub compiled: u64,
     /// Modules taken from the on-disk cache instead.
     pub cache_hits: u64,
+    /// Modules compiled quickly first whose optimised code has replaced
+    /// the quick code.
+    pub optimised: u64,
     /// Compiled policies in memory now.
     pub resident: u64,
     /// Compiled policies dropped from memory to stay within
@@ -215,20 +226,23 @@ pub struct SandboxStats {
 struct Stats {
     compiled: AtomicU64,
     cache_hits: AtomicU64,
+    optimised: AtomicU64,
 }
 
 /// The process's policy runtime. Create one and share it.
 pub struct Sandbox {
     engine: Engine,
+    /// Compiles the first code of large modules; never runs anything.
+    quick: Engine,
     linker: Linker<StoreState>,
     config: SandboxConfig,
     output_limits: OutputLimits,
-    cache: Option<ArtifactCache>,
+    cache: Option<Arc<ArtifactCache>>,
     /// Compiled policies in memory by module hash (bounded), so that
     /// scopes uploading the same bytes share one.
     resident: Mutex<resident::Resident>,
     compiles_in_flight: Arc<AtomicUsize>,
-    stats: Stats,
+    stats: Arc<Stats>,
     recipe: warm::StoreRecipe,
     warm: warm::Warm,
     _ticker: engine::EpochTicker,
@@ -238,21 +252,21 @@ impl Sandbox {
     /// Starts the engine and its epoch ticker, and opens the cache.
     pub fn new(config: SandboxConfig) -> Result<Self> {
         let engine = engine::build(&config)?;
+        let quick = engine::build_quick(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|err| SandboxError::Engine(format!("cannot link WASI: {err}")))?;
         Policy::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|err| SandboxError::Engine(format!("cannot link host imports: {err}")))?;
-        let cache =
-            match &config.cache_dir {
-                Some(dir) => Some(ArtifactCache::open(dir, &engine).map_err(|source| {
-                    SandboxError::Cache {
-                        path: dir.clone(),
-                        source,
-                    }
-                })?),
-                None => None,
-            };
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(Arc::new(ArtifactCache::open(dir, &engine).map_err(
+                |source| SandboxError::Cache {
+                    path: dir.clone(),
+                    source,
+                },
+            )?)),
+            None => None,
+        };
         let ticker = engine::EpochTicker::start(&engine, config.epoch_tick)?;
         let recipe = warm::StoreRecipe {
             engine: engine.clone(),
@@ -269,11 +283,12 @@ impl Sandbox {
             },
             resident: Mutex::new(resident::Resident::new(config.max_resident_policies)),
             engine,
+            quick,
             linker,
             config,
             cache,
             compiles_in_flight: Arc::new(AtomicUsize::new(0)),
-            stats: Stats::default(),
+            stats: Arc::default(),
             recipe,
             warm,
             _ticker: ticker,
@@ -292,6 +307,7 @@ impl Sandbox {
         SandboxStats {
             compiled: self.stats.compiled.load(Ordering::Relaxed),
             cache_hits: self.stats.cache_hits.load(Ordering::Relaxed),
+            optimised: self.stats.optimised.load(Ordering::Relaxed),
             resident: resident.len() as u64,
             evictions: resident.evictions,
             warm: warm as u64,

@@ -77,18 +77,27 @@ impl ArtifactCache {
     }
 }
 
-#[allow(unsafe_code)]
 fn deserialize(engine: &Engine, artifact: &[u8]) -> Option<Component> {
-    // SAFETY: `Component::deserialize` runs native code from its input, so
-    // the input must be an artifact wasmtime produced. This one was written
-    // by `ArtifactCache::put` from our own compilation, under a directory
-    // keyed by this engine's compatibility hash, and its checksum was just
-    // verified; wasmtime additionally checks the engine settings it records.
-    match unsafe { Component::deserialize(engine, artifact) } {
+    // The artifact was written by `ArtifactCache::put` from our own
+    // compilation, under a directory keyed by this engine's compatibility
+    // hash, and its checksum was just verified.
+    match load_artifact(engine, artifact) {
         Ok(component) => Some(component),
         Err(err) => {
             tracing::warn!(%err, "cached compiled code is unusable; recompiling");
             None
         }
     }
+}
+
+/// Loads compiled code into `engine`. Only for artifacts this process
+/// produced: read back from this cache, or made a moment ago by the quick
+/// engine (`Sandbox::compile`).
+#[allow(unsafe_code)]
+pub(super) fn load_artifact(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: `Component::deserialize` runs native code from its input, so
+    // the input must be an artifact wasmtime produced; both callers above
+    // guarantee that. wasmtime additionally checks that the settings the
+    // artifact records are compatible with `engine`'s.
+    unsafe { Component::deserialize(engine, artifact) }
 }

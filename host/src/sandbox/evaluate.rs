@@ -216,8 +216,9 @@ impl Sandbox {
             None => {
                 let (mut store, stdio) = self.recipe.store(&policy.sha256, slug, limits, data);
                 arm(&mut store, limits, deadline);
-                let instance = policy.pre.instance_pre().instantiate(&mut store);
-                (store, stdio, instance.map(|made| (made, policy.evaluate)))
+                let linked = policy.linked.load();
+                let instance = linked.pre.instance_pre().instantiate(&mut store);
+                (store, stdio, instance.map(|made| (made, linked.evaluate)))
             }
         };
         let fuel = limits.fuel.unwrap_or(u64::MAX);

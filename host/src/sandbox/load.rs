@@ -2,29 +2,39 @@
 //! size check, compile (bounded in time, or taken from the disk cache),
 //! import check against what Ward offers, and type check of `evaluate`.
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Weak};
 use std::thread;
 
+use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
-use wasmtime::component::Component;
-
-use wasmtime::component::ComponentExportIndex;
+use wasmtime::Engine;
+use wasmtime::component::{Component, ComponentExportIndex, Linker};
 
 use super::bindings::PolicyPre;
+use super::cache::ArtifactCache;
 use super::host::StoreState;
-use super::{LoadError, Sandbox};
+use super::{LoadError, Sandbox, Stats};
 
 /// A policy module validated, compiled and type-checked against the
 /// `ward:policy` world. Cheap to share: evaluations instantiate it afresh.
 pub struct LoadedPolicy {
     pub(super) sha256: String,
     pub(super) size: usize,
+    /// The code evaluations instantiate: replaced once, by the optimised
+    /// code, when the module was compiled quickly first. An evaluation
+    /// that took the quick code finishes on it.
+    pub(super) linked: ArcSwap<Linked>,
+    optimised: AtomicBool,
+    pub(super) used: super::resident::UseFlag,
+}
+
+/// A compiled component linked against Ward's imports.
+pub(super) struct Linked {
     pub(super) pre: PolicyPre<StoreState>,
     /// Where `evaluate` is among the component's exports.
     pub(super) evaluate: ComponentExportIndex,
-    pub(super) used: super::resident::UseFlag,
 }
 
 impl LoadedPolicy {
@@ -41,6 +51,12 @@ impl LoadedPolicy {
     /// Marks the policy as recently used, so that it stays in memory.
     pub fn touch(&self) {
         self.used.touch();
+    }
+
+    /// Whether decisions run on optimised code: false only between a
+    /// quick first compilation and the end of the optimised one.
+    pub fn is_optimised(&self) -> bool {
+        self.optimised.load(Ordering::Acquire)
     }
 }
 
@@ -103,8 +119,11 @@ impl Sandbox {
     ///
     /// The same bytes loaded twice share one compilation; bytes compiled by
     /// an earlier process are taken from the on-disk cache, never compiled
-    /// again. Blocks the calling thread while compiling: call it from a
-    /// blocking task.
+    /// again. A module of at least `quick_compile_bytes` is compiled
+    /// quickly first and optimised in the background (see
+    /// [`SandboxConfig::quick_compile_bytes`](super::SandboxConfig)).
+    /// Blocks the calling thread while compiling: call it from a blocking
+    /// task.
     pub fn load(&self, bytes: &[u8], max_bytes: usize) -> Result<Arc<LoadedPolicy>, LoadError> {
         let limit = max_bytes.min(self.config.max_module_bytes);
         if bytes.len() > limit {
@@ -119,26 +138,32 @@ impl Sandbox {
             return Ok(policy);
         }
 
-        let component = match self
+        if let Some(component) = self
             .cache
             .as_ref()
             .and_then(|c| c.get(&self.engine, &sha256))
         {
-            Some(component) => {
-                self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-                component
+            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            let policy = Arc::new(self.link(component, sha256, bytes.len(), true)?);
+            self.remember(&policy);
+            return Ok(policy);
+        }
+
+        let quick = bytes.len() >= self.config.quick_compile_bytes;
+        let (component, optimise) = self.compile(bytes, &sha256, quick)?;
+        self.stats.compiled.fetch_add(1, Ordering::Relaxed);
+        let policy = Arc::new(self.link(component.clone(), sha256, bytes.len(), !quick)?);
+        match optimise {
+            // The compiler thread goes on to optimise this policy.
+            Some(handoff) => {
+                let _ = handoff.send(Arc::downgrade(&policy));
             }
             None => {
-                let component = self.compile(bytes)?;
-                self.stats.compiled.fetch_add(1, Ordering::Relaxed);
                 if let Some(cache) = &self.cache {
-                    cache.put(&sha256, &component);
+                    cache.put(&policy.sha256, &component);
                 }
-                component
             }
-        };
-
-        let policy = Arc::new(self.link(component, sha256, bytes.len())?);
+        }
         self.remember(&policy);
         Ok(policy)
     }
@@ -152,27 +177,62 @@ impl Sandbox {
             return Some(policy);
         }
         let component = self.cache.as_ref()?.get(&self.engine, sha256)?;
-        let policy = Arc::new(self.link(component, sha256.to_string(), size).ok()?);
+        let policy = Arc::new(self.link(component, sha256.to_string(), size, true).ok()?);
         self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
         self.remember(&policy);
         Some(policy)
     }
 
-    fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
+    /// Compiles `bytes` on a thread of its own, bounded by
+    /// `compile_timeout` and counted against `max_concurrent_compiles`
+    /// until the thread ends.
+    ///
+    /// With `quick`, the quick engine compiles, and the thread then
+    /// compiles the module again, optimised, for the policy sent through
+    /// the returned handoff (nothing, if the handoff is dropped): the
+    /// optimised code replaces the quick code in that policy and goes to
+    /// the cache. Should the optimised compile fail, the quick code stays
+    /// and the next process compiles the module again.
+    #[allow(clippy::type_complexity)]
+    fn compile(
+        &self,
+        bytes: &[u8],
+        sha256: &str,
+        quick: bool,
+    ) -> Result<(Component, Option<mpsc::Sender<Weak<LoadedPolicy>>>), LoadError> {
         let in_flight = Arc::clone(&self.compiles_in_flight);
         if in_flight.fetch_add(1, Ordering::AcqRel) >= self.config.max_concurrent_compiles {
             in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err(LoadError::Busy);
         }
         let (done, result) = mpsc::channel();
-        let engine = self.engine.clone();
+        let (handoff, policy) = mpsc::channel();
+        let optimise = Optimise {
+            engine: self.engine.clone(),
+            linker: self.linker.clone(),
+            cache: self.cache.clone(),
+            stats: Arc::clone(&self.stats),
+            sha256: sha256.to_string(),
+            policy,
+        };
+        let compiler = quick.then(|| self.quick.clone());
         let bytes = bytes.to_vec();
         let spawned = thread::Builder::new()
             .name("ward-compile".into())
             .spawn(move || {
-                let compiled = Component::new(&engine, &bytes);
-                in_flight.fetch_sub(1, Ordering::AcqRel);
+                let engine = &optimise.engine;
+                let compiled = match compiler {
+                    Some(quick) => quick
+                        .precompile_component(&bytes)
+                        .and_then(|artifact| super::cache::load_artifact(engine, &artifact)),
+                    None => Component::new(engine, &bytes),
+                };
+                let first_ok = compiled.is_ok();
                 let _ = done.send(compiled);
+                if quick && first_ok {
+                    optimise.run(&bytes);
+                }
+                in_flight.fetch_sub(1, Ordering::AcqRel);
             });
         if let Err(err) = spawned {
             self.compiles_in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -182,7 +242,7 @@ impl Sandbox {
         // background (counted against `max_concurrent_compiles` until then)
         // and its result is dropped.
         match result.recv_timeout(self.config.compile_timeout) {
-            Ok(Ok(component)) => Ok(component),
+            Ok(Ok(component)) => Ok((component, quick.then_some(handoff))),
             Ok(Err(err)) => Err(LoadError::Invalid(format!("{err:#}"))),
             Err(mpsc::RecvTimeoutError::Timeout) => Err(LoadError::CompileTimeout {
                 limit_ms: u64::try_from(self.config.compile_timeout.as_millis())
@@ -199,30 +259,81 @@ impl Sandbox {
         component: Component,
         sha256: String,
         size: usize,
+        optimised: bool,
     ) -> Result<LoadedPolicy, LoadError> {
-        let component_type = component.component_type();
-        for (name, _) in component_type.imports(&self.engine) {
-            if !import_allowed(name) {
-                return Err(LoadError::ForbiddenImport(name.to_string()));
-            }
-        }
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|err| LoadError::ImportMismatch(format!("{err:#}")))?;
-        let pre = PolicyPre::new(instance_pre)
-            .map_err(|err| LoadError::MissingExport(format!("{err:#}")))?;
-        let evaluate = component
-            .get_export_index(None, "evaluate")
-            .ok_or_else(|| LoadError::MissingExport(String::from("no export `evaluate`")))?;
+        let linked = link(&self.engine, &self.linker, &component)?;
         Ok(LoadedPolicy {
             sha256,
             size,
-            pre,
-            evaluate,
+            linked: ArcSwap::from_pointee(linked),
+            optimised: AtomicBool::new(optimised),
             used: Default::default(),
         })
     }
+}
+
+/// The second, optimised compile of a module compiled quickly first.
+struct Optimise {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    cache: Option<Arc<ArtifactCache>>,
+    stats: Arc<Stats>,
+    sha256: String,
+    /// The policy the quick code was linked into, once it is.
+    policy: mpsc::Receiver<Weak<LoadedPolicy>>,
+}
+
+impl Optimise {
+    fn run(self, bytes: &[u8]) {
+        let Ok(target) = self.policy.recv() else {
+            return;
+        };
+        let sha256 = &self.sha256;
+        let linked = Component::new(&self.engine, bytes)
+            .map_err(|err| format!("{err:#}"))
+            .and_then(|component| {
+                if let Some(cache) = &self.cache {
+                    cache.put(sha256, &component);
+                }
+                link(&self.engine, &self.linker, &component).map_err(|err| err.to_string())
+            });
+        match linked {
+            Ok(linked) => {
+                if let Some(policy) = target.upgrade() {
+                    policy.linked.store(Arc::new(linked));
+                    policy.optimised.store(true, Ordering::Release);
+                }
+                self.stats.optimised.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(err) => {
+                tracing::warn!(sha256, %err, "optimising a policy failed; it keeps its quick code");
+            }
+        }
+    }
+}
+
+/// Checks `component`'s imports against what Ward offers and its
+/// `evaluate` against the world, and links it.
+fn link(
+    engine: &Engine,
+    linker: &Linker<StoreState>,
+    component: &Component,
+) -> Result<Linked, LoadError> {
+    let component_type = component.component_type();
+    for (name, _) in component_type.imports(engine) {
+        if !import_allowed(name) {
+            return Err(LoadError::ForbiddenImport(name.to_string()));
+        }
+    }
+    let instance_pre = linker
+        .instantiate_pre(component)
+        .map_err(|err| LoadError::ImportMismatch(format!("{err:#}")))?;
+    let pre =
+        PolicyPre::new(instance_pre).map_err(|err| LoadError::MissingExport(format!("{err:#}")))?;
+    let evaluate = component
+        .get_export_index(None, "evaluate")
+        .ok_or_else(|| LoadError::MissingExport(String::from("no export `evaluate`")))?;
+    Ok(Linked { pre, evaluate })
 }
 
 #[cfg(test)]

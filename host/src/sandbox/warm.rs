@@ -33,10 +33,10 @@ use wasmtime::component::{ComponentExportIndex, Instance};
 use wasmtime::{Engine, Store};
 
 use super::LoadedPolicy;
-use super::bindings::PolicyPre;
 use super::bindings::ward::policy::types::Tenant;
 use super::host::{CapturedOutput, DataLookup, LogSink, NoData, StoreState};
 use super::limits::{Limiter, SandboxLimits};
+use super::load::Linked;
 
 /// Lock shards of the ready set.
 const SHARDS: usize = 16;
@@ -117,8 +117,7 @@ pub(super) fn arm(store: &mut Store<StoreState>, limits: &SandboxLimits, deadlin
 struct Fill {
     key: Key,
     slug: String,
-    pre: PolicyPre<StoreState>,
-    evaluate: ComponentExportIndex,
+    linked: Arc<Linked>,
     deadline: u64,
 }
 
@@ -244,8 +243,7 @@ impl Warm {
                 limits: limits.clone(),
             },
             slug: tenant.slug.clone(),
-            pre: policy.pre.clone(),
-            evaluate: policy.evaluate,
+            linked: policy.linked.load_full(),
             deadline,
         })));
         let mut ready = taken?.ready;
@@ -370,8 +368,7 @@ fn fill(shared: &Shared, recipe: &StoreRecipe, job: Fill) {
     let Fill {
         key,
         slug,
-        pre,
-        evaluate,
+        linked,
         deadline,
     } = job;
     let shard = shared.shard(&key.sha256, &key.tenant);
@@ -391,7 +388,7 @@ fn fill(shared: &Shared, recipe: &StoreRecipe, job: Fill) {
     arm(&mut store, &key.limits, deadline);
     // A policy that cannot be instantiated is left to the decision, which
     // reports why.
-    let Ok(instance) = pre.instance_pre().instantiate(&mut store) else {
+    let Ok(instance) = linked.pre.instance_pre().instantiate(&mut store) else {
         return;
     };
     let slot = Slot {
@@ -400,7 +397,7 @@ fn fill(shared: &Shared, recipe: &StoreRecipe, job: Fill) {
         ready: Ready {
             store,
             instance,
-            evaluate,
+            evaluate: linked.evaluate,
             stdio,
         },
     };
