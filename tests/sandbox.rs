@@ -1018,17 +1018,23 @@ fn wait_until_optimised(sandbox: &Sandbox, count: u64) {
     }
 }
 
+/// A sandbox caching compiled code in `dir`, compiling modules of
+/// `quick_compile_bytes` or more quickly first.
+fn cached_config(dir: &std::path::Path, quick_compile_bytes: usize) -> SandboxConfig {
+    SandboxConfig {
+        cache_dir: Some(dir.to_path_buf()),
+        quick_compile_bytes,
+        ..small_config()
+    }
+}
+
 /// A large module decides on quick code at once, goes on deciding while
 /// its optimised code replaces it, and only the optimised code is kept in
 /// the cache.
 #[test]
 fn large_modules_decide_on_quick_code_until_their_optimised_code_replaces_it() {
     let dir = tempfile::tempdir().unwrap();
-    let config = |quick_compile_bytes| SandboxConfig {
-        cache_dir: Some(dir.path().to_path_buf()),
-        quick_compile_bytes,
-        ..small_config()
-    };
+    let config = |quick_compile_bytes| cached_config(dir.path(), quick_compile_bytes);
     let bytes = guest("permissions");
     let grant = agent("a", &[("doc:*", &["read"])]);
     let allowed = request(Some(grant.clone()), "read", "doc:1", "null");
@@ -1081,11 +1087,7 @@ fn large_modules_decide_on_quick_code_until_their_optimised_code_replaces_it() {
 #[test]
 fn optimised_code_is_cached_even_when_nothing_uses_the_module_any_more() {
     let dir = tempfile::tempdir().unwrap();
-    let config = |quick_compile_bytes| SandboxConfig {
-        cache_dir: Some(dir.path().to_path_buf()),
-        quick_compile_bytes,
-        ..small_config()
-    };
+    let config = |quick_compile_bytes| cached_config(dir.path(), quick_compile_bytes);
     let bytes = guest("rbac");
     let sandbox = Sandbox::new(config(0)).unwrap();
     drop(sandbox.load(&bytes, usize::MAX).unwrap());
