@@ -138,14 +138,7 @@ impl Sandbox {
             return Ok(policy);
         }
 
-        if let Some(component) = self
-            .cache
-            .as_ref()
-            .and_then(|c| c.get(&self.engine, &sha256))
-        {
-            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-            let policy = Arc::new(self.link(component, sha256, bytes.len(), true)?);
-            self.remember(&policy);
+        if let Some(policy) = self.load_cached(&sha256, bytes.len()) {
             return Ok(policy);
         }
 
