@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 use ward::sandbox::{
     LoadError, LoadedPolicy, MemoryData, NoData, Outcome, PolicyErrorKind, Request, Sandbox,
-    SandboxConfig, SandboxLimits, Slice,
+    SandboxConfig, SandboxLimits, SandboxStats, Slice,
 };
 
 use crate::support::*;
@@ -122,6 +122,67 @@ fn compile_time_bound_is_obeyed_and_violated() {
     let relaxed = Sandbox::new(small_config()).unwrap();
     assert!(relaxed.load(&bytes, usize::MAX).is_ok());
     assert_eq!(relaxed.stats().compiled, 1);
+}
+
+/// `max_concurrent_compiles` counts every compile still running, abandoned
+/// and background ones included; a compile frees its place when it ends,
+/// before its caller hears of it.
+#[test]
+fn concurrent_compiles_are_bounded_and_each_frees_its_place_when_done() {
+    let one_place = |config: SandboxConfig| {
+        Sandbox::new(SandboxConfig {
+            max_concurrent_compiles: 1,
+            ..config
+        })
+        .unwrap()
+    };
+    let names = ["rbac", "probe", "spin", "deep_recursion", "huge_output"];
+
+    // Modules loaded one after another never find the place taken.
+    let sandbox = one_place(SandboxConfig {
+        quick_compile_bytes: usize::MAX,
+        ..small_config()
+    });
+    for name in names {
+        let loaded = sandbox.load(&guest(name), usize::MAX);
+        assert!(loaded.is_ok(), "{name}: {loaded:?}");
+    }
+    let stats = sandbox.stats();
+    assert_eq!((stats.compiled, stats.compiling), (5, 0), "{stats:?}");
+
+    // An abandoned compile holds its place until it ends.
+    let sandbox = one_place(SandboxConfig {
+        compile_timeout: Duration::ZERO,
+        ..small_config()
+    });
+    let abandoned = LoadError::CompileTimeout { limit_ms: 0 };
+    assert_eq!(
+        sandbox.load(&guest("rbac"), usize::MAX).unwrap_err(),
+        abandoned
+    );
+    assert_eq!(
+        sandbox.load(&guest("probe"), usize::MAX).unwrap_err(),
+        LoadError::Busy
+    );
+    wait_until(&sandbox, |stats| stats.compiling == 0);
+    assert_eq!(
+        sandbox.load(&guest("probe"), usize::MAX).unwrap_err(),
+        abandoned
+    );
+
+    // A quick compile passes its place to the optimised compile, which
+    // frees it before the policy counts as optimised.
+    let sandbox = one_place(SandboxConfig {
+        quick_compile_bytes: 0,
+        ..small_config()
+    });
+    for (done, name) in (1..).zip(names) {
+        let loaded = sandbox.load(&guest(name), usize::MAX);
+        assert!(loaded.is_ok(), "{name}: {loaded:?}");
+        wait_until_optimised(&sandbox, done);
+    }
+    let stats = sandbox.stats();
+    assert_eq!((stats.compiled, stats.compiling), (5, 0), "{stats:?}");
 }
 
 #[test]
@@ -1007,11 +1068,16 @@ fn host_checks_tenant_limits_against_its_own() {
 /// Waits until the sandbox has optimised `count` modules compiled quickly
 /// first.
 fn wait_until_optimised(sandbox: &Sandbox, count: u64) {
+    wait_until(sandbox, |stats| stats.optimised >= count);
+}
+
+/// Waits (two minutes at most) until `sandbox`'s counters satisfy `done`.
+fn wait_until(sandbox: &Sandbox, done: impl Fn(&SandboxStats) -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while sandbox.stats().optimised < count {
+    while !done(&sandbox.stats()) {
         assert!(
             std::time::Instant::now() < deadline,
-            "not optimised: {:?}",
+            "still waiting: {:?}",
             sandbox.stats()
         );
         std::thread::sleep(Duration::from_millis(10));

@@ -20,9 +20,11 @@ pub fn guest_path(name: &str) -> PathBuf {
     PathBuf::from(env!("WARD_PLUGIN_DIR")).join(format!("{name}.wasm"))
 }
 
-/// A sandbox with a small pool, suitable for running many tests at once.
+/// A sandbox with a small pool, suitable for running many tests at once
+/// (each test thread may be compiling).
 pub fn small_config() -> SandboxConfig {
     SandboxConfig {
+        max_concurrent_compiles: 16,
         max_concurrent_instances: 64,
         ..SandboxConfig::default()
     }

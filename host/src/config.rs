@@ -113,6 +113,16 @@ impl Config {
                 "http.request_timeout_ms must be positive",
             )));
         }
+        if self.sandbox.compile_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(String::from(
+                "sandbox.compile_timeout_ms must be positive",
+            )));
+        }
+        if self.sandbox.max_concurrent_compiles == 0 {
+            return Err(ConfigError::Invalid(String::from(
+                "sandbox.max_concurrent_compiles must be positive",
+            )));
+        }
         if self.sandbox.max_resident_policies == 0 {
             return Err(ConfigError::Invalid(String::from(
                 "sandbox.max_resident_policies must be positive",
@@ -136,6 +146,7 @@ impl Config {
             cache_dir: Some(self.data_dir.join("compiled")),
             max_module_bytes: self.sandbox.max_module_bytes,
             compile_timeout: Duration::from_millis(self.sandbox.compile_timeout_ms),
+            max_concurrent_compiles: self.sandbox.max_concurrent_compiles,
             quick_compile_bytes: self.sandbox.quick_compile_bytes,
             max_concurrent_instances: self.sandbox.max_concurrent_instances,
             max_memory_bytes: self.sandbox.max_memory_bytes,
@@ -187,6 +198,8 @@ pub struct SandboxSection {
     pub max_module_bytes: usize,
     /// Longest a compilation may take.
     pub compile_timeout_ms: u64,
+    /// Compilations at once; an upload past them is answered 503 `busy`.
+    pub max_concurrent_compiles: usize,
     /// Modules at least this large are compiled quickly first, then
     /// optimised in the background (above `max_module_bytes`: never).
     pub quick_compile_bytes: usize,
@@ -212,6 +225,7 @@ impl Default for SandboxSection {
             max_module_bytes: defaults.max_module_bytes,
             compile_timeout_ms: u64::try_from(defaults.compile_timeout.as_millis())
                 .unwrap_or(u64::MAX),
+            max_concurrent_compiles: defaults.max_concurrent_compiles,
             quick_compile_bytes: defaults.quick_compile_bytes,
             max_concurrent_instances: defaults.max_concurrent_instances,
             max_memory_bytes: defaults.max_memory_bytes,
@@ -395,6 +409,31 @@ mod tests {
         assert!(at(MAX_WARM_INSTANCES).is_ok());
         let err = at(MAX_WARM_INSTANCES + 1).unwrap_err();
         assert!(err.to_string().contains("warm_instances"), "{err}");
+    }
+
+    #[test]
+    fn sandbox_counts_and_times_must_be_positive() {
+        for key in [
+            "compile_timeout_ms",
+            "max_concurrent_compiles",
+            "max_resident_policies",
+        ] {
+            let err = Config::from_toml(&format!("[sandbox]\n{key} = 0\n")).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+        let config = Config::from_toml(
+            "[sandbox]\ncompile_timeout_ms = 1\nmax_concurrent_compiles = 1\nmax_resident_policies = 1\n",
+        )
+        .unwrap()
+        .sandbox_config();
+        assert_eq!(
+            (
+                config.compile_timeout,
+                config.max_concurrent_compiles,
+                config.max_resident_policies
+            ),
+            (Duration::from_millis(1), 1, 1)
+        );
     }
 
     #[test]

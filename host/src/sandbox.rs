@@ -211,6 +211,9 @@ pub struct SandboxStats {
     /// Modules compiled quickly first whose optimised code has replaced
     /// the quick code.
     pub optimised: u64,
+    /// Compilations running now (abandoned and background ones included),
+    /// each holding a place among `max_concurrent_compiles`.
+    pub compiling: u64,
     /// Compiled policies in memory now.
     pub resident: u64,
     /// Compiled policies dropped from memory to stay within
@@ -308,6 +311,7 @@ impl Sandbox {
             compiled: self.stats.compiled.load(Ordering::Relaxed),
             cache_hits: self.stats.cache_hits.load(Ordering::Relaxed),
             optimised: self.stats.optimised.load(Ordering::Relaxed),
+            compiling: self.compiles_in_flight.load(Ordering::Acquire) as u64,
             resident: resident.len() as u64,
             evictions: resident.evictions,
             warm: warm as u64,

@@ -103,7 +103,12 @@ impl From<RegistryError> for ApiError {
             "busy" => StatusCode::SERVICE_UNAVAILABLE,
             _ => return ApiError::internal(err),
         };
-        ApiError::new(status, err.code(), err.to_string())
+        let mut error = ApiError::new(status, err.code(), err.to_string());
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // A compile slot is usually free again within a second or two.
+            error.retry_after = Some(1);
+        }
+        error
     }
 }
 
@@ -159,5 +164,25 @@ impl From<AuditError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         ApiError::internal(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::LoadError;
+
+    #[test]
+    fn a_busy_compiler_is_503_with_retry_after() {
+        let response = ApiError::from(RegistryError::Module(LoadError::Busy)).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+
+        let invalid = ApiError::from(RegistryError::Module(LoadError::CoreModule));
+        assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            invalid.into_response().headers().get(header::RETRY_AFTER),
+            None
+        );
     }
 }

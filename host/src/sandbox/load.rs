@@ -2,7 +2,7 @@
 //! size check, compile (bounded in time, or taken from the disk cache),
 //! import check against what Ward offers, and type check of `evaluate`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Weak};
 use std::thread;
@@ -178,7 +178,7 @@ impl Sandbox {
 
     /// Compiles `bytes` on a thread of its own, bounded by
     /// `compile_timeout` and counted against `max_concurrent_compiles`
-    /// until the thread ends.
+    /// until it is done compiling.
     ///
     /// With `quick`, the quick engine compiles, and the thread then
     /// compiles the module again, optimised, for the policy sent through
@@ -193,11 +193,11 @@ impl Sandbox {
         sha256: &str,
         quick: bool,
     ) -> Result<(Component, Option<mpsc::Sender<Weak<LoadedPolicy>>>), LoadError> {
-        let in_flight = Arc::clone(&self.compiles_in_flight);
-        if in_flight.fetch_add(1, Ordering::AcqRel) >= self.config.max_concurrent_compiles {
-            in_flight.fetch_sub(1, Ordering::AcqRel);
-            return Err(LoadError::Busy);
-        }
+        let slot = CompileSlot::take(
+            &self.compiles_in_flight,
+            self.config.max_concurrent_compiles,
+        )
+        .ok_or(LoadError::Busy)?;
         let (done, result) = mpsc::channel();
         let (handoff, policy) = mpsc::channel();
         let optimise = Optimise {
@@ -220,15 +220,18 @@ impl Sandbox {
                         .and_then(|artifact| super::cache::load_artifact(engine, &artifact)),
                     None => Component::new(engine, &bytes),
                 };
-                let first_ok = compiled.is_ok();
-                let _ = done.send(compiled);
-                if quick && first_ok {
-                    optimise.run(&bytes);
+                if quick && compiled.is_ok() {
+                    let _ = done.send(compiled);
+                    optimise.run(&bytes, slot);
+                } else {
+                    // Free the slot before the caller hears of the result,
+                    // so that a caller loading modules one after another
+                    // never finds its own finished compile still counted.
+                    drop(slot);
+                    let _ = done.send(compiled);
                 }
-                in_flight.fetch_sub(1, Ordering::AcqRel);
             });
         if let Err(err) = spawned {
-            self.compiles_in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err(LoadError::Internal(format!("cannot start compiler: {err}")));
         }
         // A compile that overruns is abandoned: its thread finishes in the
@@ -277,7 +280,10 @@ struct Optimise {
 }
 
 impl Optimise {
-    fn run(self, bytes: &[u8]) {
+    /// Compiles optimised code and swaps it into the policy. `slot` is
+    /// freed once compiling is done, before the policy says it is
+    /// optimised.
+    fn run(self, bytes: &[u8], slot: CompileSlot) {
         let Ok(target) = self.policy.recv() else {
             return;
         };
@@ -290,6 +296,7 @@ impl Optimise {
                 }
                 link(&self.engine, &self.linker, &component).map_err(|err| err.to_string())
             });
+        drop(slot);
         match linked {
             Ok(linked) => {
                 if let Some(policy) = target.upgrade() {
@@ -302,6 +309,28 @@ impl Optimise {
                 tracing::warn!(sha256, %err, "optimising a policy failed; it keeps its quick code");
             }
         }
+    }
+}
+
+/// A place among `max_concurrent_compiles`, held by a compiler thread
+/// and freed when dropped.
+struct CompileSlot(Arc<AtomicUsize>);
+
+impl CompileSlot {
+    /// A slot of `in_flight`, unless `max` are taken.
+    fn take(in_flight: &Arc<AtomicUsize>, max: usize) -> Option<CompileSlot> {
+        in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| {
+                (taken < max).then_some(taken + 1)
+            })
+            .ok()
+            .map(|_| CompileSlot(Arc::clone(in_flight)))
+    }
+}
+
+impl Drop for CompileSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
