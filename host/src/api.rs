@@ -6,6 +6,7 @@ mod authzen;
 mod decide;
 mod error;
 mod extract;
+mod form;
 mod objects;
 mod ops;
 mod tenants;

@@ -4,13 +4,10 @@
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use serde::Deserialize;
-use serde_json::{Map, Value};
-use ward_types::{
-    AuthorizeRequest, BatchRequest, BatchResponse, DecisionResponse, Entity, RequestAction,
-};
+use ward_types::{AuthorizeRequest, BatchRequest, BatchResponse, DecisionResponse};
 
 use super::extract::ApiJson;
+use super::form::{Incoming, IncomingBatch};
 use super::{ApiError, AppState, blocking};
 use crate::auth::Caller;
 use crate::limits::Permit;
@@ -19,52 +16,6 @@ use crate::sandbox::Slice;
 
 /// Most items in one batch.
 pub const MAX_BATCH: usize = 100;
-
-/// The short form: `{"agent": "name", "action": "export", "resource":
-/// "reports:q3", "context": {}}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ShortForm {
-    agent: String,
-    action: String,
-    resource: String,
-    #[serde(default)]
-    context: Option<Map<String, Value>>,
-}
-
-/// Reads one request in either form.
-pub fn parse_request(value: Value) -> Result<AuthorizeRequest, String> {
-    let short = value.get("agent").is_some() || value.get("action").is_some_and(Value::is_string);
-    if short {
-        let form: ShortForm =
-            serde_json::from_value(value).map_err(|err| format!("short form: {err}"))?;
-        let (kind, id) = form
-            .resource
-            .split_once(':')
-            .filter(|(kind, id)| !kind.is_empty() && !id.is_empty())
-            .ok_or_else(|| String::from("short form: resource must be `type:id`"))?;
-        return Ok(AuthorizeRequest {
-            subject: Entity {
-                kind: String::from("agent"),
-                id: form.agent,
-                properties: None,
-            },
-            action: RequestAction {
-                name: form.action,
-                properties: None,
-            },
-            resource: Entity {
-                kind: kind.to_string(),
-                id: id.to_string(),
-                properties: None,
-            },
-            context: form.context,
-        });
-    }
-    let request: AuthorizeRequest = serde_json::from_value(value).map_err(|err| err.to_string())?;
-    check_request(&request)?;
-    Ok(request)
-}
 
 /// Required strings must not be empty.
 pub fn check_request(request: &AuthorizeRequest) -> Result<(), String> {
@@ -226,10 +177,9 @@ pub async fn decide_one(
 pub async fn authorize(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(body): ApiJson<Value>,
+    ApiJson(Incoming(request)): ApiJson<Incoming>,
 ) -> Result<axum::Json<DecisionResponse>, ApiError> {
-    let request =
-        parse_request(body).map_err(|message| ApiError::bad_request("invalid_input", message))?;
+    let request = request.map_err(|message| ApiError::bad_request("invalid_input", message))?;
     decide_one(&state, &caller, request).await.map(axum::Json)
 }
 
@@ -239,7 +189,7 @@ pub async fn authorize(
 pub async fn batch(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(body): ApiJson<BatchRequest>,
+    ApiJson(body): ApiJson<IncomingBatch>,
 ) -> Result<axum::Json<BatchResponse>, ApiError> {
     if body.items.is_empty() || body.items.len() > MAX_BATCH {
         return Err(ApiError::bad_request(
@@ -251,9 +201,8 @@ pub async fn batch(
         .items
         .into_iter()
         .enumerate()
-        .map(|(i, item)| {
-            parse_request(item)
-                .map(Ok)
+        .map(|(i, Incoming(item))| {
+            item.map(Ok)
                 .map_err(|m| ApiError::bad_request("invalid_input", format!("items[{i}]: {m}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
