@@ -14,7 +14,9 @@
 //!    connections, beside a trivial axum server that parses the same JSON
 //!    body and answers a constant decision (run by this binary, pinned the
 //!    same way); the same decisions in 100-item batches; then latency at
-//!    half of Ward's single-call throughput. Measured three times: as
+//!    half of Ward's single-call throughput, and the trivial server's at
+//!    the same rate (what this machine and generator allow; on the 2-core
+//!    VM its p99 alone is 1.5-5 ms). Measured three times: as
 //!    configured by default (on one core: no instances made ahead), with
 //!    instances made ahead all the same (`sandbox.warm_instances = 32`),
 //!    and with every decision sent to a blocking thread
@@ -153,8 +155,12 @@ async fn closed_loop(
     json!({"ok": ok, "refused": refused, "per_sec": (ok + refused) as f64 / run.as_secs_f64()})
 }
 
-/// One call every `every` in all, spread over `conns` connections, for
-/// `run`; latencies in µs.
+/// Sends one request every `every`, turn by turn over `conns` keep-alive
+/// connections, for `run`; returns each one's latency in µs, from its
+/// send. A thread of its own paces the sends: tokio's timer fires at most
+/// once a millisecond, and would release each millisecond's requests
+/// together, a burst the server then queues (not what independent
+/// clients send).
 async fn open_loop(
     addr: SocketAddr,
     key: String,
@@ -162,26 +168,39 @@ async fn open_loop(
     run: Duration,
     conns: u32,
 ) -> Vec<u64> {
-    let start = tokio::time::Instant::now() + Duration::from_millis(20);
+    let mut turns = Vec::new();
     let mut tasks = Vec::new();
-    for i in 0..conns {
+    for _ in 0..conns {
+        let (turn, mut my_turn) = tokio::sync::mpsc::unbounded_channel::<()>();
+        turns.push(turn);
         let key = key.clone();
         tasks.push(tokio::spawn(async move {
             let mut conn = Conn::open(addr, &key, SINGLE, DECISION).await;
             let mut latencies = Vec::new();
-            let mut next = start + every * i;
-            while next < start + run {
-                tokio::time::sleep_until(next).await;
-                // From the actual send: tokio's timer has a resolution of
-                // a millisecond, which is not the server's doing.
+            while my_turn.recv().await.is_some() {
                 let sent = Instant::now();
                 assert_eq!(conn.call().await, 200);
                 latencies.push(sent.elapsed().as_micros() as u64);
-                next += every * conns;
             }
             latencies
         }));
     }
+    // The connections open before the first send.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        for n in 0u32.. {
+            let at = every * n;
+            if at >= run {
+                break;
+            }
+            if let Some(wait) = at.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            let _ = turns[(n % conns) as usize].send(());
+        }
+        // Dropping the senders ends each connection's loop.
+    });
     let mut all = Vec::new();
     for task in tasks {
         all.extend(task.await.unwrap());
@@ -655,16 +674,18 @@ fn main() {
     let exe = std::env::current_exe().unwrap();
     let mut trivial = command(&pin.server, exe.to_str().unwrap());
     trivial.arg("--trivial");
-    let (trivial_server, trivial_addr) = start(trivial, "listening", "listening ");
+    // Kept running (idle but for its own measurements) for the latency
+    // baseline at each of Ward's half-load rates.
+    let (_trivial_server, trivial_addr) = start(trivial, "listening", "listening ");
     let baseline = load(&pin, &load_args(&ward, trivial_addr, "throughput", 0, 16))["per_sec"]
         .as_f64()
         .unwrap();
-    drop(trivial_server);
     println!("trivial axum   {baseline:>9.0} requests/s");
+    let trivial = (trivial_addr, baseline);
     throughput(
         &pin,
         &ward,
-        baseline,
+        trivial,
         "decisions on the async worker (default)",
     );
     drop(ward);
@@ -672,7 +693,7 @@ fn main() {
     throughput(
         &pin,
         &warm,
-        baseline,
+        trivial,
         "instances made ahead on the same core (sandbox.warm_instances = 32)",
     );
     drop(warm);
@@ -680,13 +701,17 @@ fn main() {
     throughput(
         &pin,
         &pooled,
-        baseline,
+        trivial,
         "every decision on a blocking thread (http.inline_decisions = false)",
     );
 }
 
-/// Single calls, 100-item batches and latency at half load against `ward`.
-fn throughput(pin: &Pinning, ward: &Ward, baseline: f64, label: &str) {
+/// Single calls, 100-item batches and latency at half load against `ward`;
+/// then the trivial server's latency at that same rate, the floor that
+/// this machine and load generator set (`trivial`: its address and
+/// throughput).
+fn throughput(pin: &Pinning, ward: &Ward, trivial: (SocketAddr, f64), label: &str) {
+    let (trivial_addr, baseline) = trivial;
     println!("-- {label}");
     let rate = load(pin, &load_args(ward, ward.addr, "throughput", 0, 16))["per_sec"]
         .as_f64()
@@ -714,5 +739,15 @@ fn throughput(pin: &Pinning, ward: &Ward, baseline: f64, label: &str) {
         "at half load ({half:.0}/s over 16 connections): p50 {:.3} ms, p99 {:.3} ms",
         percentile(&at_half, 0.5),
         percentile(&at_half, 0.99)
+    );
+    let floor = latencies(&load(
+        pin,
+        &load_args(ward, trivial_addr, "steady", every_us, 16),
+    ));
+    println!(
+        "trivial axum at the same rate:              p50 {:.3} ms, p99 {:.3} ms   Ward's p99 / its {:.2}",
+        percentile(&floor, 0.5),
+        percentile(&floor, 0.99),
+        percentile(&at_half, 0.99) / percentile(&floor, 0.99)
     );
 }
