@@ -247,10 +247,7 @@ pub fn parse(text: &str) -> Result<Suite, CasesError> {
 
 fn request_of(case: &Case) -> Result<AuthorizeRequest, String> {
     let split = |text: &str, what: &str| {
-        text.split_once(':')
-            .filter(|(kind, id)| !kind.is_empty() && !id.is_empty())
-            .map(|(kind, id)| Entity::new(kind, id))
-            .ok_or_else(|| format!("{what} `{text}` is not `type:id`"))
+        Entity::parse_qualified(text).ok_or_else(|| format!("{what} `{text}` is not `type:id`"))
     };
     let subject = match &case.subject {
         Subject::Short(text) if text.contains(':') => split(text, "subject")?,

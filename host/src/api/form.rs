@@ -193,27 +193,13 @@ impl Fields {
             }
             None => return refuse(String::from("missing field `resource`")),
         };
-        let Some((kind, id)) = resource
-            .split_once(':')
-            .filter(|(kind, id)| !kind.is_empty() && !id.is_empty())
-        else {
+        let Some(resource) = Entity::parse_qualified(&resource) else {
             return refuse(String::from("resource must be `type:id`"));
         };
         Ok(AuthorizeRequest {
-            subject: Entity {
-                kind: String::from("agent"),
-                id: agent,
-                properties: None,
-            },
-            action: RequestAction {
-                name: action,
-                properties: None,
-            },
-            resource: Entity {
-                kind: kind.to_string(),
-                id: id.to_string(),
-                properties: None,
-            },
+            subject: Entity::new("agent", agent),
+            action: RequestAction::new(action),
+            resource,
             context: self.context,
         })
     }

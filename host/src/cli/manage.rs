@@ -392,10 +392,7 @@ pub async fn usage(ctx: Ctx) -> anyhow::Result<ExitCode> {
 /// `ward check`: exit code 0 when allowed, 1 when denied.
 pub async fn check(ctx: Ctx, args: CheckArgs) -> anyhow::Result<ExitCode> {
     let entity = |text: &str, what: &str| {
-        text.split_once(':')
-            .filter(|(kind, id)| !kind.is_empty() && !id.is_empty())
-            .map(|(kind, id)| Entity::new(kind, id))
-            .with_context(|| format!("{what} `{text}` is not TYPE:ID"))
+        Entity::parse_qualified(text).with_context(|| format!("{what} `{text}` is not TYPE:ID"))
     };
     let subject = if args.subject.contains(':') {
         entity(&args.subject, "the subject")?

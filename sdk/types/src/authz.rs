@@ -158,6 +158,14 @@ impl Entity {
             properties: None,
         }
     }
+
+    /// The entity named by `type:id` (the id may itself hold colons);
+    /// `None` unless both parts are non-empty.
+    pub fn parse_qualified(text: &str) -> Option<Self> {
+        text.split_once(':')
+            .filter(|(kind, id)| !kind.is_empty() && !id.is_empty())
+            .map(|(kind, id)| Entity::new(kind, id))
+    }
 }
 
 impl RequestAction {
@@ -166,6 +174,22 @@ impl RequestAction {
         RequestAction {
             name: name.into(),
             properties: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Entity;
+
+    #[test]
+    fn a_qualified_name_splits_at_its_first_colon_and_needs_both_parts() {
+        assert_eq!(
+            Entity::parse_qualified("reports:q3:2026"),
+            Some(Entity::new("reports", "q3:2026"))
+        );
+        for text in ["reports", ":q3", "reports:", ""] {
+            assert_eq!(Entity::parse_qualified(text), None, "{text}");
         }
     }
 }
