@@ -731,19 +731,14 @@ fn throughput(pin: &Pinning, ward: &Ward, trivial: (SocketAddr, f64), label: &st
 
     let half = rate / 2.0;
     let every_us = (1_000_000.0 / half).round() as u64;
-    let at_half = latencies(&load(
-        pin,
-        &load_args(ward, ward.addr, "steady", every_us, 16),
-    ));
+    let at_rate = |addr| latencies(&load(pin, &load_args(ward, addr, "steady", every_us, 16)));
+    let at_half = at_rate(ward.addr);
     println!(
         "at half load ({half:.0}/s over 16 connections): p50 {:.3} ms, p99 {:.3} ms",
         percentile(&at_half, 0.5),
         percentile(&at_half, 0.99)
     );
-    let floor = latencies(&load(
-        pin,
-        &load_args(ward, trivial_addr, "steady", every_us, 16),
-    ));
+    let floor = at_rate(trivial_addr);
     println!(
         "trivial axum at the same rate:              p50 {:.3} ms, p99 {:.3} ms   Ward's p99 / its {:.2}",
         percentile(&floor, 0.5),
