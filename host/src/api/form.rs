@@ -186,14 +186,13 @@ impl Fields {
             Some(Either::Object(_)) => return refuse(String::from("action must be a string")),
             None => return refuse(String::from("missing field `action`")),
         };
+        // An object, or a string that does not split, is not `type:id`.
         let resource = match self.resource {
-            Some(Either::Text(resource)) => resource,
-            Some(Either::Object(_)) => {
-                return refuse(String::from("resource must be `type:id`"));
-            }
+            Some(Either::Text(resource)) => Entity::parse_qualified(&resource),
+            Some(Either::Object(_)) => None,
             None => return refuse(String::from("missing field `resource`")),
         };
-        let Some(resource) = Entity::parse_qualified(&resource) else {
+        let Some(resource) = resource else {
             return refuse(String::from("resource must be `type:id`"));
         };
         Ok(AuthorizeRequest {
