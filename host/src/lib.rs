@@ -7,7 +7,8 @@
 //! - [`authorize`] is the decision pipeline;
 //! - [`audit`] is every scope's audit log;
 //! - [`auth`] checks credentials; [`api`] is the HTTP surface;
-//!   [`server`] puts it together from a [`config::Config`].
+//!   [`server`] puts it together from a [`config::Config`];
+//! - [`nesting`] bounds how deeply any JSON Ward accepts may nest.
 
 pub mod api;
 pub mod audit;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod ids;
 pub mod limits;
 pub mod metrics;
+pub mod nesting;
 pub mod plugins;
 pub mod registry;
 pub mod sandbox;

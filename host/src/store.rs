@@ -204,7 +204,18 @@ pub fn get_json<T: serde::de::DeserializeOwned>(
         .transpose()
 }
 
-/// Decodes a JSON record.
+/// Decodes a JSON record, however deeply it nests.
+///
+/// serde_json refuses input nested deeper than 128 levels, and a record
+/// wraps what a client sent in a level or more of its own, so a reader
+/// with that limit could refuse a record that its writer produced from
+/// accepted input. Records are therefore read without the limit, on a
+/// stack that grows with the nesting: whatever was written reads back.
+/// (What may be written is bounded at the doors, see [`crate::nesting`].)
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|err| StoreError::Corrupt(err.to_string()))
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    json.disable_recursion_limit();
+    let value = T::deserialize(serde_stacker::Deserializer::new(&mut json))
+        .and_then(|value| json.end().map(|()| value));
+    value.map_err(|err| StoreError::Corrupt(err.to_string()))
 }

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::{ApiError, AppState, blocking};
 use crate::auth::{Caller, Role};
+use crate::nesting;
 use crate::registry::ScopeId;
 
 /// A JSON body; malformed JSON, wrong types and oversized bodies answer
@@ -21,11 +22,45 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         refuse_declared_excess(&request, state.http.max_body_bytes)?;
-        match axum::Json::<T>::from_request(request, state).await {
+        if !is_json(request.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as `Content-Type: application/json`",
+            ));
+        }
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(bytes_rejection)?;
+        // Before parsing: what is accepted here is stored and read back
+        // wrapped in Ward's own records (crate::nesting).
+        nesting::check(&body).map_err(|err| ApiError::bad_request("too_deep", err.to_string()))?;
+        match axum::Json::<T>::from_bytes(&body) {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
+}
+
+/// Whether the body is declared JSON: `application/json` or a
+/// `application/*+json` type, with or without parameters.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(declared) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = declared
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|subtype| subtype.ends_with("+json"))
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {

@@ -385,6 +385,12 @@ fn check_decision(decision: Decision, limits: &OutputLimits) -> Result<Checked, 
     } else {
         decision.context
     };
+    if let Err(err) = crate::nesting::check(context.as_bytes()) {
+        return Err(PolicyFailure {
+            kind: PolicyErrorKind::MalformedOutput,
+            detail: format!("the decision's context: {err}"),
+        });
+    }
     let is_object = context.trim_start().starts_with('{')
         && serde_json::from_str::<IgnoredAny>(&context).is_ok();
     if !is_object {
