@@ -37,7 +37,7 @@ fn decision() -> Value {
     json!({"agent": "bot", "action": "read", "resource": "doc:1"})
 }
 
-async fn audit_ids(server: &TestServer, key: &str, kind: &str) -> Vec<String> {
+pub async fn audit_ids(server: &TestServer, key: &str, kind: &str) -> Vec<String> {
     let mut ids = Vec::new();
     let mut cursor = String::new();
     loop {

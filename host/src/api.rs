@@ -9,6 +9,7 @@ mod extract;
 mod form;
 mod objects;
 mod ops;
+mod set_aside;
 mod tenants;
 
 use std::sync::Arc;
@@ -161,6 +162,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::usage))
         .routes(routes!(ops::metrics))
+        .routes(routes!(set_aside::list, set_aside::remove))
         .layer(DefaultBodyLimit::max(state.http.max_body_bytes))
         .merge(uploads)
         .split_for_parts();

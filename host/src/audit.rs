@@ -16,7 +16,7 @@ use serde_json::Value;
 use ulid::Ulid;
 use ward_types::{AuditEntry, AuditKind, AuditPage, Timestamp};
 
-use crate::store::{Kind, Store, StoreError, Write, scope_prefix, scoped_key};
+use crate::store::{Kind, Store, StoreError, Write, scope_prefix, scoped_key, set_aside};
 use journal::Journal;
 use writer::{AuditWriter, WriterConfig};
 
@@ -122,7 +122,9 @@ impl AuditLog {
             let exhausted = old.len() < PRUNE_CHUNKS;
             let mut deletes = Vec::with_capacity(old.len());
             for (key, bytes) in old {
-                let entries = chunk::decode(&bytes)?;
+                let Some(entries) = self.readable_chunk(&key, &bytes) else {
+                    continue;
+                };
                 let keep = std::mem::take(&mut newest) && entries.iter().any(|e| e.id >= cutoff);
                 if !keep {
                     removed += entries.len();
@@ -134,6 +136,24 @@ impl AuditLog {
             }
             if exhausted {
                 return Ok(removed);
+            }
+        }
+    }
+
+    /// The entries of the chunk `key`; a chunk that cannot be read is set
+    /// aside, so that the log around it stays readable and prunable.
+    fn readable_chunk(&self, key: &str, bytes: &[u8]) -> Option<Vec<AuditEntry>> {
+        match chunk::decode(bytes) {
+            Ok(entries) => Some(entries),
+            Err(err) => {
+                set_aside::move_aside(
+                    self.store.as_ref(),
+                    Kind::Audit,
+                    key,
+                    bytes,
+                    &err.to_string(),
+                );
+                None
             }
         }
     }
@@ -222,7 +242,8 @@ impl AuditLog {
                     .scan_rev(Kind::Audit, &prefix, before.as_deref(), SCAN_CHUNKS)?;
             let exhausted = chunks.len() < SCAN_CHUNKS;
             for (key, bytes) in chunks {
-                for entry in chunk::decode(&bytes)?.into_iter().rev() {
+                let held = self.readable_chunk(&key, &bytes).unwrap_or_default();
+                for entry in held.into_iter().rev() {
                     if below.as_ref().is_some_and(|below| entry.id >= *below) {
                         continue;
                     }

@@ -4,6 +4,7 @@
 mod manage;
 mod output;
 mod policy;
+mod store;
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -15,6 +16,7 @@ use ward_client::Client;
 
 pub use manage::{agent, audit, check, data, key, tenant, usage};
 pub use policy::policy;
+pub use store::{StoreCommand, store};
 
 /// Exit code of a command that failed (a deny of `check` and a failed
 /// `policy test` exit with 1).

@@ -12,7 +12,9 @@ use tracing_subscriber::EnvFilter;
 use ward::config::Config;
 use ward::server::Ward;
 
-use cli::{AgentCommand, AuditCommand, DataCommand, KeyCommand, PolicyCommand, TenantCommand};
+use cli::{
+    AgentCommand, AuditCommand, DataCommand, KeyCommand, PolicyCommand, StoreCommand, TenantCommand,
+};
 
 #[derive(Parser)]
 #[command(name = "ward", version, about = "Multi-tenant WebAssembly policy host")]
@@ -59,11 +61,14 @@ enum Command {
     Usage,
     /// Ask for one decision. Exit code 0: allowed, 1: denied, 2: error.
     Check(cli::CheckArgs),
+    /// The server's store, offline (stop the server first).
+    #[command(subcommand)]
+    Store(StoreCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let serving = matches!(cli.command, Command::Serve { .. });
+    let serving = matches!(cli.command, Command::Serve { .. } | Command::Store(_));
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
             // The client commands print their own output; only the server
@@ -86,6 +91,7 @@ fn main() -> ExitCode {
         Command::Audit(command) => cli::run(&cli.remote, |c| cli::audit(c, command)),
         Command::Usage => cli::run(&cli.remote, cli::usage),
         Command::Check(args) => cli::run(&cli.remote, |c| cli::check(c, args)),
+        Command::Store(command) => cli::store(command),
     };
     match result {
         Ok(code) => code,
@@ -121,13 +127,16 @@ fn serve(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), "ward is serving");
         ward.serve(listener, shutdown_signal()).await.context("server failed")
-    })
+    });
+    // Requests still blocked after the grace period are not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    served
 }
 
 async fn shutdown_signal() {

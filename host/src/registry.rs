@@ -24,6 +24,7 @@ use crate::audit::AuditLog;
 use crate::limits::{Clock, Gates, Permit, Refusal, SystemClock};
 use crate::metrics::Histogram;
 use crate::sandbox::{LoadError, Sandbox};
+use crate::store::set_aside::{self, decode_or_set_aside};
 use crate::store::{self, Kind, Store, StoreError};
 
 use index::{AgentEntry, DataEntry, PolicyEntry, TenantRecord};
@@ -275,8 +276,13 @@ impl Registry {
 
     fn load(&self) -> Result<()> {
         let mut scopes: HashMap<String, ScopeIndex> = HashMap::new();
-        for (key, bytes) in self.store.scan(Kind::Agent, "")? {
-            let agent: Agent = store::decode(&bytes)?;
+        // A record that does not decode is set aside (store::set_aside):
+        // one tenant's unreadable record never stops the start.
+        let store = self.store.as_ref();
+        for (key, bytes) in store.scan(Kind::Agent, "")? {
+            let Some(agent) = decode_or_set_aside::<Agent>(store, Kind::Agent, &key, &bytes) else {
+                continue;
+            };
             let scope = scope_of(&key);
             scopes
                 .entry(scope)
@@ -284,16 +290,22 @@ impl Registry {
                 .agents
                 .insert(agent.name.clone(), Arc::new(AgentEntry::new(agent)));
         }
-        for (key, bytes) in self.store.scan(Kind::Policy, "")? {
-            let info: PolicyInfo = store::decode(&bytes)?;
+        for (key, bytes) in store.scan(Kind::Policy, "")? {
+            let Some(info) = decode_or_set_aside::<PolicyInfo>(store, Kind::Policy, &key, &bytes)
+            else {
+                continue;
+            };
             scopes
                 .entry(scope_of(&key))
                 .or_default()
                 .policies
                 .insert(info.name.clone(), Arc::new(PolicyEntry::new(info)));
         }
-        for (key, bytes) in self.store.scan(Kind::Data, "")? {
-            let doc: DataDocument = store::decode(&bytes)?;
+        for (key, bytes) in store.scan(Kind::Data, "")? {
+            let Some(doc) = decode_or_set_aside::<DataDocument>(store, Kind::Data, &key, &bytes)
+            else {
+                continue;
+            };
             let index = scopes.entry(scope_of(&key)).or_default();
             let entry = DataEntry::new(doc);
             index.data_bytes += entry.json.len() as u64;
@@ -301,11 +313,20 @@ impl Registry {
         }
 
         let mut directory = Directory::default();
-        for (_, bytes) in self.store.scan(Kind::Tenant, "")? {
-            let record: TenantRecord = store::decode(&bytes)?;
-            let settings = TenantSettings::from_overrides(&record.settings).map_err(|err| {
-                StoreError::Corrupt(format!("tenant `{}` settings: {err}", record.id))
-            })?;
+        for (key, bytes) in store.scan(Kind::Tenant, "")? {
+            let Some(record) =
+                decode_or_set_aside::<TenantRecord>(store, Kind::Tenant, &key, &bytes)
+            else {
+                continue;
+            };
+            let settings = match TenantSettings::from_overrides(&record.settings) {
+                Ok(settings) => settings,
+                Err(err) => {
+                    let reason = format!("tenant `{}` settings: {err}", record.id);
+                    set_aside::move_aside(store, Kind::Tenant, &key, &bytes, &reason);
+                    continue;
+                }
+            };
             let scope = scopes.remove(&record.id).unwrap_or_default();
             directory
                 .by_slug
@@ -512,4 +533,46 @@ impl Registry {
             (false, _) => Err(RegistryError::not_found(what, name)),
         }
     }
+}
+
+/// Reads every record whose shape Ward knows (tenants and their settings,
+/// agents, policies, data documents, API keys, audit chunks) and sets
+/// aside each one that does not decode; returns how many it set aside.
+/// For `ward store check`, on a store no server has open.
+pub fn check_records(store: &dyn Store) -> Result<usize> {
+    fn typed<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> std::result::Result<(), String> {
+        store::decode::<T>(bytes)
+            .map(|_| ())
+            .map_err(|err| err.to_string())
+    }
+    let tenant = |bytes: &[u8]| {
+        let record: TenantRecord = store::decode(bytes).map_err(|err| err.to_string())?;
+        TenantSettings::from_overrides(&record.settings)
+            .map(|_| ())
+            .map_err(|err| format!("tenant `{}` settings: {err}", record.id))
+    };
+    let chunk = |bytes: &[u8]| {
+        crate::audit::chunk::decode(bytes)
+            .map(|_| ())
+            .map_err(|err| err.to_string())
+    };
+    type Check<'a> = &'a dyn Fn(&[u8]) -> std::result::Result<(), String>;
+    let checks: [(Kind, Check); 6] = [
+        (Kind::Tenant, &tenant),
+        (Kind::Agent, &typed::<Agent>),
+        (Kind::Policy, &typed::<PolicyInfo>),
+        (Kind::Data, &typed::<DataDocument>),
+        (Kind::ApiKey, &typed::<crate::auth::keys::ApiKeyRecord>),
+        (Kind::Audit, &chunk),
+    ];
+    let mut set = 0;
+    for (kind, check) in checks {
+        for (key, bytes) in store.scan(kind, "")? {
+            if let Err(reason) = check(&bytes) {
+                set_aside::move_aside(store, kind, &key, &bytes, &reason);
+                set += 1;
+            }
+        }
+    }
+    Ok(set)
 }

@@ -45,6 +45,11 @@ pub enum StartError {
     Data(#[from] StoreError),
 }
 
+/// How long requests in flight may take to finish after a stop signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long a stop waits for the audit writer to store what is queued.
+pub const AUDIT_DRAIN: Duration = Duration::from_secs(10);
+
 /// A Ward instance, ready to serve.
 pub struct Ward {
     state: AppState,
@@ -155,13 +160,43 @@ impl Ward {
     ) -> std::io::Result<()> {
         let router = self.router();
         let maintenance = self.start_maintenance();
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stopping.send(());
+        };
+        let serving = axum::serve(listener, router).with_graceful_shutdown(shutdown);
+        // Requests in flight get a bounded time to finish once the signal
+        // came; a stop never waits on a client (or a full audit queue)
+        // for ever.
+        let grace = async move {
+            if stopped.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            served = serving => served?,
+            () = grace => tracing::warn!(
+                grace_secs = SHUTDOWN_GRACE.as_secs(),
+                "requests still in flight after the grace period; stopping without them"
+            ),
+        }
         maintenance.abort();
         let (store, registry) = (Arc::clone(&self.store), Arc::clone(&self.state.registry));
         tokio::task::spawn_blocking(move || {
-            registry.audit().flush();
+            let writer = registry.audit().writer();
+            if !writer.flush_within(AUDIT_DRAIN) {
+                tracing::error!(
+                    queued = writer
+                        .stats()
+                        .depth
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    "the audit writer could not store every queued entry in time; \
+                     entries it had journaled are replayed at the next start"
+                );
+            }
             registry.persist_usage().map_err(std::io::Error::other)?;
             store.flush().map_err(std::io::Error::other)
         })

@@ -5,6 +5,7 @@
 //! scope (`global` or a tenant id) and a `/`, so one tenant's records of a
 //! kind are one key range.
 
+pub mod set_aside;
 mod sled;
 
 pub use self::sled::SledStore;
@@ -38,11 +39,14 @@ pub enum Kind {
     Meta,
     /// `tenant id` → marker of a delete that must be finished.
     PendingDelete,
+    /// `kind/key` → a record that could not be read, moved out of the way
+    /// (see [`set_aside`]).
+    SetAside,
 }
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Tenant,
         Kind::Slug,
         Kind::Agent,
@@ -56,6 +60,7 @@ impl Kind {
         Kind::Audit,
         Kind::Meta,
         Kind::PendingDelete,
+        Kind::SetAside,
     ];
 
     /// Kinds whose keys start with a scope.
@@ -67,7 +72,8 @@ impl Kind {
         Kind::Audit,
     ];
 
-    fn name(self) -> &'static str {
+    /// The name of its tree (or table).
+    pub fn name(self) -> &'static str {
         match self {
             Kind::Tenant => "tenants",
             Kind::Slug => "tenant_slugs",
@@ -82,6 +88,7 @@ impl Kind {
             Kind::Audit => "audit",
             Kind::Meta => "meta",
             Kind::PendingDelete => "pending_deletes",
+            Kind::SetAside => "set_aside",
         }
     }
 

@@ -20,6 +20,15 @@ pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Status>,
     let registry = state.registry.clone();
     blocking(move || {
         registry.store().get(Kind::Meta, "readiness-probe")?;
+        // Behind on the audit log: answered decisions would pile up
+        // unwritten, so a load balancer should send traffic elsewhere.
+        if !registry.audit().writer().keeping_up() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "audit_behind",
+                "the audit writer is behind; decisions may wait",
+            ));
+        }
         Ok(axum::Json(Status {
             status: "ready".into(),
         }))
@@ -145,6 +154,17 @@ fn render_metrics(state: &AppState) -> String {
     writer
         .flush_us
         .render(&mut out, "ward_audit_flush_duration_seconds", "");
+    header(
+        &mut out,
+        "ward_records_set_aside_total",
+        "counter",
+        "Stored records that could not be read, and audit entries that could not be stored, set aside since start.",
+    );
+    let _ = writeln!(
+        out,
+        "ward_records_set_aside_total {}",
+        crate::store::set_aside::total()
+    );
     out
 }
 

@@ -63,6 +63,16 @@ impl<T> Queue<T> {
                 .unwrap_or_else(PoisonError::into_inner);
             state.blocked -= 1;
         }
+        self.enqueue(state, item)
+    }
+
+    /// Adds `item` at once, even to a full queue (for small markers that
+    /// must not wait behind the items they follow).
+    pub fn push_now(&self, item: T) -> Result<(), Closed> {
+        self.enqueue(self.lock(), item)
+    }
+
+    fn enqueue(&self, mut state: MutexGuard<'_, State<T>>, item: T) -> Result<(), Closed> {
         if state.closed {
             return Err(Closed);
         }

@@ -16,7 +16,7 @@ use ward_types::AuditEntry;
 use super::chunk;
 use super::journal::Journal;
 use super::queue::Queue;
-use crate::store::{Kind, Store, StoreError, Write, scope_prefix, scoped_key};
+use crate::store::{Kind, Store, StoreError, Write, scope_prefix, scoped_key, set_aside};
 
 /// When a decision's audit entry is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -77,6 +77,24 @@ impl Done {
                 .unwrap_or_else(PoisonError::into_inner);
         }
     }
+
+    /// Waits at most `limit`; whether it finished.
+    fn wait_for(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut finished = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        while !*finished {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            finished = self
+                .ready
+                .wait_timeout(finished, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
 }
 
 enum Item {
@@ -97,6 +115,9 @@ pub struct WriterStats {
     pub depth: AtomicUsize,
     /// Flush latency histogram (µs buckets, see `FLUSH_BUCKETS_US`).
     pub flush_us: crate::metrics::Histogram,
+    /// Whether the last attempt to store a batch failed (the writer is
+    /// retrying it).
+    pub failing: std::sync::atomic::AtomicBool,
 }
 
 /// The writer's handle.
@@ -106,6 +127,9 @@ pub struct AuditWriter {
     stats: Arc<WriterStats>,
     forgotten: Arc<Mutex<HashSet<String>>>,
 }
+
+/// Times a whole batch is tried before its entries are stored one by one.
+const BATCH_ATTEMPTS: u32 = 3;
 
 /// A batch being gathered is written once it holds this many entries.
 const MAX_BATCH: usize = 4096;
@@ -223,6 +247,23 @@ impl AuditWriter {
         }
     }
 
+    /// Like [`AuditWriter::flush`], but waits at most `limit`; whether
+    /// everything queued before the call is now durable (or set aside).
+    pub fn flush_within(&self, limit: Duration) -> bool {
+        let done = Arc::new(Done::default());
+        match self.queue.push_now(Item::Barrier(Arc::clone(&done))) {
+            Ok(()) => done.wait_for(limit),
+            Err(_) => false,
+        }
+    }
+
+    /// Whether the writer keeps up: not retrying a failed batch, and its
+    /// queue less than half full. `/readyz` answers not ready otherwise.
+    pub fn keeping_up(&self) -> bool {
+        !self.stats.failing.load(Ordering::Relaxed)
+            && self.stats.depth.load(Ordering::Relaxed) < self.config.queue / 2
+    }
+
     /// Entries for this scope that are still queued are discarded (its
     /// tenant was deleted).
     pub fn forget_scope(&self, scope: &str) {
@@ -307,7 +348,13 @@ impl Worker {
         let mut chunks: BTreeMap<String, Vec<AuditEntry>> = BTreeMap::new();
         let mut oldest = Vec::new();
         for (id, value) in late {
-            let entry: AuditEntry = crate::store::decode(value)?;
+            let entry: AuditEntry = match crate::store::decode(value) {
+                Ok(entry) => entry,
+                Err(err) => {
+                    self.set_aside(scope, id, value, &err.to_string());
+                    continue;
+                }
+            };
             let holder =
                 self.store
                     .scan_rev(Kind::Audit, &prefix, Some(&scoped_key(scope, id)), 1)?;
@@ -367,6 +414,70 @@ impl Worker {
             self.newest.insert(scope.to_string(), id.clone());
         }
         Ok(newest)
+    }
+
+    /// Stores a batch. A batch the store refuses is tried again a few
+    /// times (a full disk may clear), then entry by entry, so that one
+    /// entry that cannot be stored is set aside with its id and the reason
+    /// instead of holding back every other one. Only a store that takes
+    /// nothing at all, not even a set-aside record, keeps the writer
+    /// retrying; `/readyz` says not ready meanwhile.
+    fn store_batch(&mut self, scopes: &HashMap<String, Entries>) {
+        let mut backoff = Duration::from_millis(10);
+        for attempt in 1..=BATCH_ATTEMPTS {
+            match self.chunks(scopes).and_then(|writes| self.persist(&writes)) {
+                Ok(()) => {
+                    self.stats.failing.store(false, Ordering::Relaxed);
+                    return;
+                }
+                Err(err) => {
+                    self.stats.failing.store(true, Ordering::Relaxed);
+                    tracing::error!(%err, attempt, "cannot write a batch of audit entries");
+                    if attempt < BATCH_ATTEMPTS {
+                        thread::sleep(backoff);
+                        backoff *= 4;
+                    }
+                }
+            }
+        }
+        for (scope, entries) in scopes {
+            for (id, value) in entries {
+                self.store_alone(scope, id, value);
+            }
+        }
+        self.stats.failing.store(false, Ordering::Relaxed);
+    }
+
+    /// Stores one entry, or sets it aside when the store refuses it; waits
+    /// and tries again only while the store refuses even that.
+    fn store_alone(&mut self, scope: &str, id: &str, value: &[u8]) {
+        let single = HashMap::from([(scope.to_string(), vec![(id.to_string(), value.to_vec())])]);
+        let reason = match self
+            .chunks(&single)
+            .and_then(|writes| self.persist(&writes))
+        {
+            Ok(()) => return,
+            Err(err) => err.to_string(),
+        };
+        let mut backoff = Duration::from_millis(100);
+        while !self.set_aside(scope, id, value, &reason) {
+            self.stats.failing.store(true, Ordering::Relaxed);
+            thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Keeps an entry that cannot be stored in the set-aside records, keyed
+    /// by its scope and id; whether that worked.
+    fn set_aside(&self, scope: &str, id: &str, value: &[u8], reason: &str) -> bool {
+        let key = scoped_key(scope, id);
+        match set_aside::keep_unstored(self.store.as_ref(), Kind::Audit, &key, value, reason) {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::error!(%err, key, "cannot set an audit entry aside either");
+                false
+            }
+        }
     }
 
     fn run(mut self) {
@@ -433,29 +544,13 @@ impl Worker {
         for list in scopes.values_mut() {
             list.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         }
-        let mut backoff = Duration::from_millis(10);
-        loop {
-            let started = Instant::now();
-            let result = if scopes.is_empty() {
-                Ok(())
-            } else {
-                self.chunks(&scopes)
-                    .and_then(|writes| self.persist(&writes))
-            };
-            match result {
-                Ok(()) => {
-                    self.stats
-                        .flush_us
-                        .observe(started.elapsed().as_micros() as u64);
-                    break;
-                }
-                Err(err) => {
-                    tracing::error!(%err, "cannot write audit entries; retrying");
-                    thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
+        let started = Instant::now();
+        if !scopes.is_empty() {
+            self.store_batch(&scopes);
         }
+        self.stats
+            .flush_us
+            .observe(started.elapsed().as_micros() as u64);
         for (scope, list) in scopes {
             if let Some((id, _)) = list.last() {
                 let newest = self.newest.entry(scope).or_default();

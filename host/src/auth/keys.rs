@@ -80,8 +80,17 @@ impl ApiKeys {
     /// Loads every key from the store.
     pub fn load(store: Arc<dyn Store>) -> Result<Self, StoreError> {
         let mut by_hash = HashMap::new();
-        for (_, bytes) in store.scan(Kind::ApiKey, "")? {
-            let record: ApiKeyRecord = store::decode(&bytes)?;
+        for (key, bytes) in store.scan(Kind::ApiKey, "")? {
+            // An unreadable key record is set aside: that key stops working,
+            // every other still does.
+            let Some(record) = store::set_aside::decode_or_set_aside::<ApiKeyRecord>(
+                store.as_ref(),
+                Kind::ApiKey,
+                &key,
+                &bytes,
+            ) else {
+                continue;
+            };
             by_hash.insert(record.hash.clone(), Arc::new(KeyEntry::new(record)));
         }
         Ok(ApiKeys {

@@ -12,7 +12,7 @@ use ward_types::{
 use super::index::{ScopeIndex, TenantRecord, TenantSlot, TenantView};
 use super::names::{check_display_name, check_name, check_slug};
 use super::{Registry, RegistryError, Result, ScopeId};
-use crate::store::{self, Kind, Write, scope_prefix};
+use crate::store::{self, Kind, Write, scope_prefix, set_aside};
 
 impl Registry {
     /// Creates a tenant (operator only).
@@ -195,10 +195,29 @@ impl Registry {
                 value: record.slug.clone().into_bytes(),
             },
         ];
-        for (_, bytes) in self.store.scan(Kind::ApiKey, &scope_prefix(&record.id))? {
-            let key: Value = store::decode(&bytes)?;
-            if let Some(hash) = key.get("hash").and_then(Value::as_str) {
-                tombstone.push(Write::delete(Kind::ApiKeyHash, hash));
+        for (key, bytes) in self.store.scan(Kind::ApiKey, &scope_prefix(&record.id))? {
+            // A key record that cannot be read is set aside and its hash
+            // found by value below: a delete never stops half-way.
+            let hash = store::decode::<Value>(&bytes)
+                .ok()
+                .and_then(|key| key.get("hash").and_then(Value::as_str).map(str::to_string));
+            match hash {
+                Some(hash) => tombstone.push(Write::delete(Kind::ApiKeyHash, hash)),
+                None => {
+                    set_aside::move_aside(
+                        self.store.as_ref(),
+                        Kind::ApiKey,
+                        &key,
+                        &bytes,
+                        "unreadable API key record of a tenant being deleted",
+                    );
+                    let owner = key.as_bytes();
+                    for (hash, target) in self.store.scan(Kind::ApiKeyHash, "")? {
+                        if target == owner {
+                            tombstone.push(Write::delete(Kind::ApiKeyHash, hash));
+                        }
+                    }
+                }
             }
         }
         self.store.write(tombstone)?;
@@ -238,9 +257,18 @@ impl Registry {
         let mut modules = Vec::new();
         let mut writes = Vec::new();
         for (key, bytes) in self.store.scan(Kind::Policy, &prefix)? {
-            let info: ward_types::PolicyInfo = store::decode(&bytes)?;
-            modules.extend(info.versions.into_iter().map(|v| v.sha256));
-            writes.push(Write::delete(Kind::Policy, key));
+            // An unreadable policy record is set aside (and removed with the
+            // tenant's other set-aside records below); the modules it used
+            // keep a reference too many, which costs space, never safety.
+            if let Some(info) = set_aside::decode_or_set_aside::<ward_types::PolicyInfo>(
+                self.store.as_ref(),
+                Kind::Policy,
+                &key,
+                &bytes,
+            ) {
+                modules.extend(info.versions.into_iter().map(|v| v.sha256));
+                writes.push(Write::delete(Kind::Policy, key));
+            }
         }
         let forgotten = self.release_modules(&modules, &mut writes)?;
         self.store.write(writes)?;
@@ -256,6 +284,7 @@ impl Registry {
         ] {
             self.store.delete_prefix(kind, &prefix)?;
         }
+        set_aside::forget_tenant(self.store.as_ref(), tenant_id)?;
         self.store
             .write(vec![Write::delete(Kind::PendingDelete, tenant_id)])?;
         Ok(())
