@@ -197,7 +197,7 @@ fn rs256(claims: Value, kid: Option<&str>) -> String {
 }
 
 fn claims(extra: Value) -> Value {
-    let mut base = json!({"iss": "https://idp.test", "aud": "ward", "sub": "alice", "exp": now() + 600, "roles": ["admin"], "tenant": "acme"});
+    let mut base = json!({"iss": "https://idp.test", "aud": "ward", "sub": "alice", "iat": now(), "exp": now() + 600, "roles": ["admin"], "tenant": "acme"});
     for (k, v) in extra.as_object().unwrap() {
         base[k] = v.clone();
     }
@@ -213,6 +213,12 @@ async fn jwt_server() -> TestServer {
     let jwks = dir.path().join("keys.json");
     let set = json!({"keys": [{"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig", "n": rsa_keys().n, "e": rsa_keys().e}]});
     std::fs::write(&jwks, set.to_string()).unwrap();
+    // Each realm has its own key file; only `newco`'s exists.
+    std::fs::create_dir(dir.path().join("realms")).unwrap();
+    let realm_key =
+        json!({"keys": [{"kty": "oct", "alg": "HS256", "k": URL_SAFE_NO_PAD.encode(SECRET)}]});
+    std::fs::write(dir.path().join("realms/newco.json"), realm_key.to_string()).unwrap();
+    let realms = format!("{}/realms/{{slug}}.json", dir.path().display());
     let toml = format!(
         r#"
 [[auth.jwt]]
@@ -220,6 +226,7 @@ issuer = "https://idp.test"
 audience = ["ward"]
 algorithms = ["HS256"]
 secret = "{SECRET}"
+operator = true
 
 [[auth.jwt]]
 issuer = "https://rsa.test"
@@ -237,7 +244,7 @@ jwks_file = {jwks:?}
 issuer_pattern = "https://realms.test/tenant-{{slug}}"
 audience = ["ward"]
 algorithms = ["HS256"]
-secret = "{SECRET}"
+jwks_file = {realms:?}
 auto_provision = true
 "#
     );

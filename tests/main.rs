@@ -9,6 +9,7 @@ mod cli;
 mod client;
 mod docs;
 mod hostile;
+mod identity;
 mod limits;
 mod sandbox;
 mod scale;

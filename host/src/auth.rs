@@ -2,6 +2,7 @@
 //! role), or a tenant's API key or JWT, with its role in that tenant.
 //! Secrets are compared and stored only as sha256 hashes.
 
+pub mod jwks;
 pub mod jwt;
 pub mod keys;
 
@@ -65,6 +66,9 @@ pub enum AuthError {
     /// Authenticated, but without a Ward role.
     #[error("{0}")]
     Forbidden(String),
+    /// The token names a tenant its issuer is not trusted with.
+    #[error("{0}")]
+    TenantNotAllowed(String),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -189,46 +193,10 @@ impl Authenticator {
         if identity.operator {
             return self.operator(&actor, tenant_header);
         }
-        // Resolve memberships to tenant ids, creating tenants on first
-        // sight when the issuer allows it.
-        let mut resolved = Vec::new();
-        for membership in &identity.memberships {
-            let id = match self.registry.get_tenant(&membership.tenant) {
-                Ok(tenant) => Some(tenant.id),
-                Err(_) if identity.auto_provision => self.provision(&membership.tenant, &actor),
-                Err(_) => None,
-            };
-            if let Some(id) = id {
-                resolved.push((id, membership));
-            }
-        }
-        let chosen = match tenant_header {
-            Some(named) => {
-                let named_id = self.registry.get_tenant(named).map(|t| t.id).ok();
-                resolved
-                    .into_iter()
-                    .find(|(id, _)| Some(id) == named_id.as_ref())
-                    .ok_or_else(|| {
-                        AuthError::TenantMismatch(String::from(
-                            "X-Tenant-ID is not one of the token's tenants",
-                        ))
-                    })?
-            }
-            None => match resolved.len() {
-                0 => {
-                    return Err(AuthError::Forbidden(String::from(
-                        "token names no known tenant",
-                    )));
-                }
-                1 => resolved.swap_remove(0),
-                _ => {
-                    return Err(AuthError::TenantRequired(String::from(
-                        "token belongs to several tenants: choose one with X-Tenant-ID",
-                    )));
-                }
-            },
-        };
-        let (tenant, membership) = chosen;
+        // Every check comes before anything is created: the membership the
+        // request acts in, the role, the issuer's bounds and `iat`. Only a
+        // token that passed them all may provision its tenant.
+        let membership = self.choose_membership(&identity, tenant_header)?;
         let roles = membership.roles.as_ref().unwrap_or(&identity.roles);
         let role = if roles.iter().any(|r| r == "admin") {
             Role::Admin
@@ -239,28 +207,122 @@ impl Authenticator {
                 "token grants no Ward role (admin or authorize) in this tenant",
             )));
         };
+        let bounds = &identity.bounds;
+        let issued_at = identity.issued_at_ms.ok_or_else(|| {
+            AuthError::InvalidToken(String::from("token lacks `iat`, which tenant tokens need"))
+        })?;
+        let existing = self.registry.get_tenant(&membership.tenant).ok();
+        let slug = existing
+            .as_ref()
+            .map_or(membership.tenant.as_str(), |tenant| tenant.slug.as_str());
+        self.check_bounds(bounds, slug)?;
+        // A token issued before a tenant of this slug was deleted belongs
+        // to that tenant: it never provisions the slug again, nor acts in
+        // a new tenant that reuses it.
+        if let Some(deleted) = self.registry.deleted_at_ms(slug)
+            && issued_at <= deleted
+        {
+            return Err(AuthError::InvalidToken(String::from(
+                "token was issued before a tenant of this name was deleted",
+            )));
+        }
+        let tenant = match existing {
+            Some(tenant) => {
+                let leeway_ms = bounds.leeway_secs.saturating_mul(1000);
+                if issued_at.saturating_add(leeway_ms) < tenant.created_at.millis() {
+                    return Err(AuthError::InvalidToken(String::from(
+                        "token was issued before its tenant was created",
+                    )));
+                }
+                tenant
+            }
+            None if bounds.auto_provision => {
+                self.provision(&membership.tenant, &actor, bounds.provision_kind)?
+            }
+            None => {
+                return Err(AuthError::Forbidden(String::from(
+                    "token names no known tenant",
+                )));
+            }
+        };
         Ok(Caller {
             actor,
             role,
-            tenant: Some(tenant),
+            tenant: Some(tenant.id),
             cross_tenant: false,
         })
     }
 
-    fn provision(&self, slug: &str, actor: &str) -> Option<String> {
+    /// The membership a JWT acts in: the one `X-Tenant-ID` names, or the
+    /// token's only one.
+    fn choose_membership<'a>(
+        &self,
+        identity: &'a JwtIdentity,
+        tenant_header: Option<&str>,
+    ) -> Result<&'a jwt::Membership, AuthError> {
+        let Some(named) = tenant_header else {
+            return match identity.memberships.as_slice() {
+                [] => Err(AuthError::Forbidden(String::from("token names no tenant"))),
+                [only] => Ok(only),
+                _ => Err(AuthError::TenantRequired(String::from(
+                    "token belongs to several tenants: choose one with X-Tenant-ID",
+                ))),
+            };
+        };
+        let named_tenant = self.registry.get_tenant(named).ok();
+        identity
+            .memberships
+            .iter()
+            .find(|membership| {
+                membership.tenant == named
+                    || named_tenant.as_ref().is_some_and(|tenant| {
+                        membership.tenant == tenant.id || membership.tenant == tenant.slug
+                    })
+            })
+            .ok_or_else(|| {
+                AuthError::TenantMismatch(String::from(
+                    "X-Tenant-ID is not one of the token's tenants",
+                ))
+            })
+    }
+
+    fn check_bounds(&self, bounds: &jwt::IssuerBounds, slug: &str) -> Result<(), AuthError> {
+        if bounds.allows(slug) {
+            Ok(())
+        } else {
+            Err(AuthError::TenantNotAllowed(format!(
+                "issuer `{}` is not trusted with tenant `{}`",
+                crate::registry::clip(&bounds.name),
+                crate::registry::clip(slug)
+            )))
+        }
+    }
+
+    /// Creates the tenant `slug` for a token that passed every check; a
+    /// concurrent request creating it first is fine (one tenant results).
+    fn provision(
+        &self,
+        slug: &str,
+        actor: &str,
+        kind: TenantKind,
+    ) -> Result<ward_types::Tenant, AuthError> {
         let request = CreateTenant {
             slug: slug.to_string(),
             name: slug.to_string(),
-            kind: TenantKind::Organization,
+            kind,
             settings: None,
         };
         match self.registry.create_tenant(request, actor) {
             Ok(tenant) => {
                 tracing::info!(slug, "tenant provisioned from a JWT");
-                Some(tenant.id)
+                Ok(tenant)
             }
-            // A concurrent request may have created it meanwhile.
-            Err(_) => self.registry.get_tenant(slug).ok().map(|t| t.id),
+            Err(err) => self.registry.get_tenant(slug).map_err(|_| {
+                AuthError::Forbidden(format!(
+                    "tenant `{}` could not be provisioned: {err}",
+                    crate::registry::clip(slug)
+                ))
+            }),
         }
     }
 }

@@ -320,9 +320,41 @@ pub struct JwtIssuer {
     /// PEM file of the public key, for RS/ES/EdDSA.
     #[serde(default)]
     pub public_key_pem: Option<PathBuf>,
-    /// JWKS file of public keys, chosen by the token's `kid`.
+    /// JWKS file of public keys, chosen by the token's `kid`. With an
+    /// `issuer_pattern` it names each realm's own file through `{slug}`
+    /// (`/etc/ward/realms/{slug}.json`). Read again when a token names a
+    /// `kid` it lacks, so a rotated file is picked up.
     #[serde(default)]
-    pub jwks_file: Option<PathBuf>,
+    pub jwks_file: Option<String>,
+    /// URL of the issuer's JWKS, fetched and cached; with an
+    /// `issuer_pattern` it names each realm's own through `{slug}`.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Find the JWKS through OIDC discovery: the `jwks_uri` of
+    /// `{iss}/.well-known/openid-configuration`, for the token's own `iss`.
+    #[serde(default)]
+    pub discovery: bool,
+    /// How long fetched keys are used before they are fetched again.
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_secs: u64,
+    /// After a fetch fails, how long the keys fetched before stay in use.
+    #[serde(default = "default_jwks_stale")]
+    pub jwks_stale_secs: u64,
+    /// The fewest seconds between two fetches of one key set, whatever
+    /// unknown `kid`s tokens name.
+    #[serde(default = "default_jwks_min_interval")]
+    pub jwks_min_interval_secs: u64,
+    /// Whether this issuer's operator role counts. Without it, a token of
+    /// this issuer claiming the operator role is an ordinary token.
+    #[serde(default)]
+    pub operator: bool,
+    /// The tenants (slugs, `*` matching any run of characters) this
+    /// issuer's tokens may name; any when absent.
+    #[serde(default)]
+    pub tenants: Option<Vec<String>>,
+    /// The kind of the tenants this issuer provisions.
+    #[serde(default)]
+    pub provision_kind: ward_types::TenantKind,
     /// Claim naming the tenant (slug or id), or a list of memberships:
     /// strings, or objects `{"tenant": "...", "roles": [...]}`.
     #[serde(default = "default_tenant_claim")]
@@ -357,6 +389,18 @@ fn default_leeway() -> u64 {
     30
 }
 
+fn default_jwks_refresh() -> u64 {
+    300
+}
+
+fn default_jwks_stale() -> u64 {
+    3600
+}
+
+fn default_jwks_min_interval() -> u64 {
+    10
+}
+
 impl JwtIssuer {
     fn check(&self) -> Result<(), ConfigError> {
         let name = self
@@ -382,9 +426,43 @@ impl JwtIssuer {
             self.secret.is_some(),
             self.public_key_pem.is_some(),
             self.jwks_file.is_some(),
+            self.jwks_uri.is_some(),
+            self.discovery,
         ];
         if keys.iter().filter(|set| **set).count() != 1 {
-            return invalid("set exactly one of secret, public_key_pem and jwks_file");
+            return invalid(
+                "set exactly one of secret, public_key_pem, jwks_file, jwks_uri and discovery",
+            );
+        }
+        let per_realm = |source: &Option<String>| {
+            source
+                .as_deref()
+                .is_some_and(|source| source.matches("{slug}").count() == 1)
+        };
+        let realm_keys = per_realm(&self.jwks_file) || per_realm(&self.jwks_uri) || self.discovery;
+        if self.issuer_pattern.is_some() && !realm_keys {
+            // One key for every realm would let any realm sign for any
+            // tenant: each realm's keys must come from that realm.
+            return invalid(
+                "with issuer_pattern, keys must be per realm: a jwks_file or jwks_uri with one \
+                 `{slug}`, or discovery = true (a secret or public_key_pem would let one realm \
+                 sign tokens for every tenant)",
+            );
+        }
+        let names_slug = |source: &Option<String>| {
+            source
+                .as_deref()
+                .is_some_and(|source| source.contains("{slug}"))
+        };
+        if self.issuer_pattern.is_none()
+            && (names_slug(&self.jwks_file) || names_slug(&self.jwks_uri))
+        {
+            return invalid("`{slug}` in a key source needs an issuer_pattern");
+        }
+        if let Some(patterns) = &self.tenants
+            && patterns.iter().any(|p| p.is_empty() || p.len() > 128)
+        {
+            return invalid("tenants lists slug patterns of 1 to 128 characters");
         }
         Ok(())
     }
@@ -448,11 +526,33 @@ mod tests {
             ))
             .is_err()
         );
-        assert!(
-            Config::from_toml(&format!(
-                "{base}issuer_pattern = \"https://x/{{slug}}\"\nsecret = \"s\"\n"
-            ))
-            .is_ok()
-        );
+        // One secret (or PEM) for every realm would let any realm sign for
+        // any tenant: realms need keys of their own.
+        let shared = Config::from_toml(&format!(
+            "{base}issuer_pattern = \"https://x/{{slug}}\"\nsecret = \"s\"\n"
+        ))
+        .unwrap_err();
+        assert!(shared.to_string().contains("per realm"), "{shared}");
+        for source in [
+            "jwks_file = \"/keys/{slug}.json\"",
+            "jwks_uri = \"https://x/{slug}/certs\"",
+            "discovery = true",
+        ] {
+            assert!(
+                Config::from_toml(&format!(
+                    "{base}issuer_pattern = \"https://x/{{slug}}\"\n{source}\n"
+                ))
+                .is_ok(),
+                "{source}"
+            );
+        }
+        let no_slug = Config::from_toml(&format!(
+            "{base}issuer_pattern = \"https://x/{{slug}}\"\njwks_uri = \"https://x/certs\"\n"
+        ));
+        assert!(no_slug.is_err());
+        let slug_without_pattern = Config::from_toml(&format!(
+            "{base}issuer = \"i\"\njwks_file = \"/keys/{{slug}}.json\"\n"
+        ));
+        assert!(slug_without_pattern.is_err());
     }
 }

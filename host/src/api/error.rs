@@ -146,6 +146,7 @@ impl From<AuthError> for ApiError {
             AuthError::UnknownTenant(_) => (StatusCode::NOT_FOUND, "not_found"),
             AuthError::TenantRequired(_) => (StatusCode::BAD_REQUEST, "tenant_required"),
             AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            AuthError::TenantNotAllowed(_) => (StatusCode::FORBIDDEN, "tenant_not_allowed"),
             AuthError::Store(_) => return ApiError::internal(err),
         };
         ApiError::new(status, code, err.to_string())

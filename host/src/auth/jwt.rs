@@ -3,13 +3,15 @@
 //! token "signed" with an RS256 public key) are refused by construction.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
 use super::AuthError;
+use super::jwks::{KeyCache, KeyList, Location, Timing};
 use crate::config::JwtIssuer;
 
 /// What a verified token says about its bearer.
@@ -19,13 +21,60 @@ pub struct JwtIdentity {
     pub subject: String,
     /// Roles from the issuer's roles claim.
     pub roles: Vec<String>,
-    /// Whether the roles include the issuer's operator role.
+    /// Whether the roles include the issuer's operator role and the
+    /// issuer is trusted to grant it (`operator = true`).
     pub operator: bool,
     /// Tenants (slug or id) the bearer belongs to, with per-tenant roles
     /// when the token gives them.
     pub memberships: Vec<Membership>,
-    /// Whether the issuer may create unknown tenants on first sight.
+    /// When the token was issued (`iat`), in milliseconds.
+    pub issued_at_ms: Option<u64>,
+    /// What the issuer may do, from its configuration.
+    pub bounds: Arc<IssuerBounds>,
+}
+
+/// What one issuer's tokens may do, set by configuration only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerBounds {
+    /// The issuer, for messages: its `issuer` or `issuer_pattern`.
+    pub name: String,
+    /// Whether it may create unknown tenants on first sight.
     pub auto_provision: bool,
+    /// The kind of the tenants it creates.
+    pub provision_kind: ward_types::TenantKind,
+    /// Slug patterns of the tenants its tokens may name (`None`: any).
+    pub tenants: Option<Vec<String>>,
+    /// Clock skew tolerated, in seconds.
+    pub leeway_secs: u64,
+}
+
+impl IssuerBounds {
+    /// Whether tokens of this issuer may name the tenant `slug`.
+    pub fn allows(&self, slug: &str) -> bool {
+        self.tenants
+            .as_ref()
+            .is_none_or(|patterns| patterns.iter().any(|p| wildcard_match(p, slug)))
+    }
+}
+
+/// `pattern` with `*` matching any run of characters, against `text`.
+fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let mut parts: Vec<&str> = parts.collect();
+    let Some(last) = parts.pop() else {
+        return rest.is_empty();
+    };
+    for middle in parts {
+        match rest.find(middle) {
+            Some(at) => rest = &rest[at + middle.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// One tenant a token's bearer belongs to.
@@ -37,20 +86,35 @@ pub struct Membership {
     pub roles: Option<Vec<String>>,
 }
 
+/// Where an issuer's keys are.
 enum Keys {
+    /// One key (a secret or a PEM), for an exact issuer only.
     One(DecodingKey),
-    ByKid(Vec<(Option<String>, DecodingKey)>),
+    /// A JWKS file of an exact issuer, read at start.
+    Loaded(KeyList),
+    /// A JWKS file or URL read (and refreshed) when needed; under an
+    /// `issuer_pattern`, its `{slug}` is the realm's.
+    Set(Source),
+}
+
+enum Source {
+    File(String),
+    Url(String),
+    Discovery,
 }
 
 struct Issuer {
     config: JwtIssuer,
     algorithms: Vec<Algorithm>,
     keys: Keys,
+    bounds: Arc<IssuerBounds>,
+    timing: Timing,
 }
 
 /// Verifies tokens against every configured issuer.
 pub struct JwtVerifier {
     issuers: Vec<Issuer>,
+    cache: KeyCache,
 }
 
 /// Errors loading issuer keys at start-up.
@@ -68,7 +132,10 @@ impl JwtVerifier {
             .iter()
             .map(load_issuer)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(JwtVerifier { issuers })
+        Ok(JwtVerifier {
+            issuers,
+            cache: KeyCache::new(),
+        })
     }
 
     /// Whether any issuer is configured.
@@ -81,6 +148,18 @@ impl JwtVerifier {
         let header = jsonwebtoken::decode_header(token).map_err(|_| {
             AuthError::InvalidToken(String::from("malformed or unsupported JWT header"))
         })?;
+        // The claimed `iss` only chooses which issuer's keys to try; the
+        // signature must then verify under exactly that issuer's keys, and
+        // `iss` is checked again as a verified claim.
+        let claimed_iss = jsonwebtoken::dangerous::insecure_decode_claims::<Value>(token)
+            .ok()
+            .and_then(|claims| {
+                claims
+                    .get("iss")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
         let mut last =
             AuthError::InvalidToken(String::from("no trusted issuer accepts this token"));
         for issuer in self
@@ -88,7 +167,14 @@ impl JwtVerifier {
             .iter()
             .filter(|i| i.algorithms.contains(&header.alg))
         {
-            let Some(key) = issuer.key(header.kid.as_deref()) else {
+            let Some(realm) = issuer.realm(&claimed_iss) else {
+                continue;
+            };
+            let keys = self.keys_of(issuer, &realm, &claimed_iss, header.kid.as_deref());
+            let Some(key) = pick(&keys, header.kid.as_deref()) else {
+                last = AuthError::InvalidToken(String::from(
+                    "no key of the token's issuer matches its kid (the issuer's keys may not be known yet)",
+                ));
                 continue;
             };
             let mut validation = Validation::new(header.alg);
@@ -97,9 +183,7 @@ impl JwtVerifier {
             validation.validate_nbf = true;
             validation.set_audience(&issuer.config.audience);
             validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-            if let Some(exact) = &issuer.config.issuer {
-                validation.set_issuer(&[exact]);
-            }
+            validation.set_issuer(&[claimed_iss.as_str()]);
             match jsonwebtoken::decode::<Value>(token, key, &validation) {
                 Ok(data) => match issuer.identity(data.claims) {
                     Some(identity) => return Ok(identity),
@@ -136,14 +220,36 @@ fn describe(kind: &ErrorKind) -> AuthError {
     AuthError::InvalidToken(message.to_string())
 }
 
+impl JwtVerifier {
+    /// The keys `issuer` verifies `realm`'s tokens with.
+    fn keys_of(&self, issuer: &Issuer, realm: &str, iss: &str, kid: Option<&str>) -> Arc<KeyList> {
+        let location = match &issuer.keys {
+            Keys::One(key) => return Arc::new(vec![(None, key.clone())]),
+            Keys::Loaded(keys) => return Arc::new(keys.clone()),
+            Keys::Set(Source::File(template)) => Location::File(template.replace("{slug}", realm)),
+            Keys::Set(Source::Url(template)) => Location::Url(template.replace("{slug}", realm)),
+            Keys::Set(Source::Discovery) => Location::Discovery(iss.to_string()),
+        };
+        self.cache.keys(&location, kid, issuer.timing)
+    }
+}
+
+/// The key for `kid`: the one with that id, or without a `kid` in the
+/// token, the first.
+fn pick<'a>(keys: &'a KeyList, kid: Option<&str>) -> Option<&'a DecodingKey> {
+    keys.iter()
+        .find(|(id, _)| kid.is_none() || id.as_deref() == kid)
+        .map(|(_, key)| key)
+}
+
 impl Issuer {
-    fn key(&self, kid: Option<&str>) -> Option<&DecodingKey> {
-        match &self.keys {
-            Keys::One(key) => Some(key),
-            Keys::ByKid(keys) => keys
-                .iter()
-                .find(|(id, _)| kid.is_none() || id.as_deref() == kid)
-                .map(|(_, key)| key),
+    /// Whether `iss` is this issuer's, and its realm: the slug under an
+    /// `issuer_pattern`, empty for an exact issuer.
+    fn realm(&self, iss: &str) -> Option<String> {
+        match (&self.config.issuer, &self.config.issuer_pattern) {
+            (Some(exact), _) => (exact == iss).then(String::new),
+            (None, Some(pattern)) => match_pattern(pattern, iss),
+            (None, None) => None,
         }
     }
 
@@ -167,12 +273,19 @@ impl Issuer {
                 roles: None,
             }];
         }
+        // The operator role counts only from an issuer trusted with it.
+        let operator = config.operator && roles.iter().any(|r| r == &config.operator_role);
+        let issued_at_ms = claims
+            .get("iat")
+            .and_then(Value::as_u64)
+            .map(|secs| secs.saturating_mul(1000));
         Some(JwtIdentity {
             subject,
-            operator: roles.iter().any(|r| r == &config.operator_role),
+            operator,
             roles,
             memberships,
-            auto_provision: config.auto_provision,
+            issued_at_ms,
+            bounds: Arc::clone(&self.bounds),
         })
     }
 }
@@ -261,28 +374,41 @@ fn load_issuer(config: &JwtIssuer) -> Result<Issuer, IssuerError> {
         }
         .map_err(|err| error(format!("invalid public key: {err}")))?;
         Keys::One(key)
-    } else if let Some(path) = &config.jwks_file {
+    } else if let Some(path) = config.jwks_file.as_ref().filter(|p| !p.contains("{slug}")) {
+        // One issuer's file: read now, so a bad path fails the start.
         let text = std::fs::read_to_string(path)
-            .map_err(|err| error(format!("cannot read `{}`: {err}", path.display())))?;
-        let set: JwkSet =
-            serde_json::from_str(&text).map_err(|err| error(format!("invalid JWKS: {err}")))?;
-        let keys = set
-            .keys
-            .iter()
-            .map(|jwk| {
-                DecodingKey::from_jwk(jwk)
-                    .map(|key| (jwk.common.key_id.clone(), key))
-                    .map_err(|err| error(format!("invalid JWK: {err}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Keys::ByKid(keys)
+            .map_err(|err| error(format!("cannot read `{path}`: {err}")))?;
+        let keys = super::jwks::parse(&text).map_err(error)?;
+        if keys.is_empty() {
+            return Err(error(format!("`{path}` holds no usable key")));
+        }
+        Keys::Loaded(keys)
+    } else if let Some(template) = &config.jwks_file {
+        Keys::Set(Source::File(template.clone()))
+    } else if let Some(url) = &config.jwks_uri {
+        Keys::Set(Source::Url(url.clone()))
+    } else if config.discovery {
+        Keys::Set(Source::Discovery)
     } else {
         return Err(error(String::from("no key configured")));
     };
+    let bounds = Arc::new(IssuerBounds {
+        name: name.clone(),
+        auto_provision: config.auto_provision,
+        provision_kind: config.provision_kind,
+        tenants: config.tenants.clone(),
+        leeway_secs: config.leeway_secs,
+    });
     Ok(Issuer {
         config: config.clone(),
         algorithms,
         keys,
+        bounds,
+        timing: Timing {
+            refresh: Duration::from_secs(config.jwks_refresh_secs.max(1)),
+            stale: Duration::from_secs(config.jwks_stale_secs),
+            min_interval: Duration::from_secs(config.jwks_min_interval_secs),
+        },
     })
 }
 
@@ -342,6 +468,25 @@ mod tests {
             match_pattern("https://x/{slug}/y", "https://x/acme/y"),
             Some("acme".into())
         );
+    }
+
+    #[test]
+    fn tenant_patterns_match_slugs_with_wildcards() {
+        for (pattern, slug, matches) in [
+            ("acme", "acme", true),
+            ("acme", "acme-2", false),
+            ("u-*", "u-alice", true),
+            ("u-*", "u-", true),
+            ("u-*", "acme", false),
+            ("*", "anything", true),
+            ("*-eu", "acme-eu", true),
+            ("*-eu", "acme-us", false),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxc", false),
+            ("ab*ba", "aba", false),
+        ] {
+            assert_eq!(wildcard_match(pattern, slug), matches, "{pattern} ~ {slug}");
+        }
     }
 
     #[test]

@@ -194,6 +194,13 @@ impl Registry {
                 key: record.id.clone(),
                 value: record.slug.clone().into_bytes(),
             },
+            // Kept after the tenant is gone: a token issued before now
+            // never provisions the slug again.
+            Write::Put {
+                kind: Kind::Meta,
+                key: deleted_slug_key(&record.slug),
+                value: Timestamp::now().millis().to_string().into_bytes(),
+            },
         ];
         for (key, bytes) in self.store.scan(Kind::ApiKey, &scope_prefix(&record.id))? {
             // A key record that cannot be read is set aside and its hash
@@ -238,6 +245,12 @@ impl Registry {
             json!({"tenant_id": record.id}),
         )?;
         Ok(())
+    }
+
+    /// When the last tenant with `slug` was deleted, in milliseconds.
+    pub fn deleted_at_ms(&self, slug: &str) -> Option<u64> {
+        let stored = self.store.get(Kind::Meta, &deleted_slug_key(slug)).ok()??;
+        std::str::from_utf8(&stored).ok()?.parse().ok()
     }
 
     pub(super) fn finish_pending_deletes(&self) -> Result<()> {
@@ -311,6 +324,10 @@ impl Registry {
         }
         Ok(settings)
     }
+}
+
+fn deleted_slug_key(slug: &str) -> String {
+    format!("deleted-slug/{slug}")
 }
 
 /// RFC 7386 JSON merge patch of one object into another.

@@ -1,0 +1,464 @@
+//! Identity you can trust: each issuer's keys sign for that issuer only,
+//! its trust is bounded by configuration, and tenants are provisioned only
+//! for tokens that passed every check, never from a token older than a
+//! delete. Tokens are signed here; keys are served by a real JWKS server on
+//! loopback that rotates them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rand::RngCore;
+use serde_json::{Value, json};
+
+use crate::server::{Body, OPERATOR, TestServer};
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// An HS256 key made for one test: its id and secret.
+#[derive(Clone)]
+struct Key {
+    kid: String,
+    secret: Vec<u8>,
+}
+
+impl Key {
+    fn new(kid: &str) -> Key {
+        let mut secret = vec![0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        Key {
+            kid: kid.to_string(),
+            secret,
+        }
+    }
+
+    fn jwk(&self) -> Value {
+        json!({"kty": "oct", "alg": "HS256", "kid": self.kid, "k": URL_SAFE_NO_PAD.encode(&self.secret)})
+    }
+
+    fn sign(&self, claims: Value) -> String {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&self.secret)).unwrap()
+    }
+}
+
+/// Claims of a tenant admin token from `iss`, with `extra` merged in.
+fn claims(iss: &str, extra: Value) -> Value {
+    let mut base = json!({"iss": iss, "aud": "ward", "sub": "alice", "iat": now(),
+                          "exp": now() + 600, "roles": ["admin"]});
+    for (k, v) in extra.as_object().unwrap() {
+        base[k] = v.clone();
+    }
+    base
+}
+
+/// A JWKS server on loopback: one key set per realm, served at
+/// `/realms/{realm}/certs`, with an OIDC discovery document beside it.
+#[derive(Clone, Default)]
+struct Idp {
+    sets: Arc<Mutex<HashMap<String, Vec<Key>>>>,
+    down: Arc<AtomicBool>,
+    fetches: Arc<AtomicUsize>,
+    base: Arc<Mutex<String>>,
+}
+
+impl Idp {
+    async fn start() -> Idp {
+        let idp = Idp::default();
+        let app = axum::Router::new()
+            .route("/realms/{realm}/certs", axum::routing::get(certs))
+            .route(
+                "/realms/{realm}/.well-known/openid-configuration",
+                axum::routing::get(discovery),
+            )
+            .with_state(idp.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        *idp.base.lock().unwrap() = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        idp
+    }
+
+    fn base(&self) -> String {
+        self.base.lock().unwrap().clone()
+    }
+
+    fn set(&self, realm: &str, keys: &[&Key]) {
+        self.sets.lock().unwrap().insert(
+            realm.to_string(),
+            keys.iter().map(|k| (*k).clone()).collect(),
+        );
+    }
+}
+
+async fn certs(State(idp): State<Idp>, Path(realm): Path<String>) -> axum::response::Response {
+    idp.fetches.fetch_add(1, Ordering::SeqCst);
+    if idp.down.load(Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let keys: Vec<Value> = idp
+        .sets
+        .lock()
+        .unwrap()
+        .get(&realm)
+        .map(|keys| keys.iter().map(Key::jwk).collect())
+        .unwrap_or_default();
+    axum::Json(json!({"keys": keys})).into_response()
+}
+
+async fn discovery(State(idp): State<Idp>, Path(realm): Path<String>) -> axum::response::Response {
+    if idp.down.load(Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let base = idp.base();
+    axum::Json(json!({"issuer": format!("{base}/realms/{realm}"),
+                      "jwks_uri": format!("{base}/realms/{realm}/certs")}))
+    .into_response()
+}
+
+async fn status(server: &TestServer, token: &str) -> (u16, String) {
+    let reply = server.get("/v1/tenant", token).await;
+    (reply.status, reply.code().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_realms_key_never_signs_for_another_realm() {
+    let idp = Idp::start().await;
+    let (acme_key, globex_key) = (Key::new("acme-1"), Key::new("globex-1"));
+    idp.set("tenant-acme", &[&acme_key]);
+    idp.set("tenant-globex", &[&globex_key]);
+    let base = idp.base();
+    let server = TestServer::start_with(&format!(
+        r#"
+[[auth.jwt]]
+issuer_pattern = "{base}/realms/tenant-{{slug}}"
+jwks_uri = "{base}/realms/tenant-{{slug}}/certs"
+audience = ["ward"]
+algorithms = ["HS256"]
+"#
+    ))
+    .await;
+    server.tenant("acme").await;
+    server.tenant("globex").await;
+    let acme = |key: &Key| key.sign(claims(&format!("{base}/realms/tenant-acme"), json!({})));
+    let globex = |key: &Key| key.sign(claims(&format!("{base}/realms/tenant-globex"), json!({})));
+
+    assert_eq!(status(&server, &acme(&acme_key)).await.0, 200);
+    assert_eq!(status(&server, &globex(&globex_key)).await.0, 200);
+    // Signed with acme's key (its kid too), naming globex's realm.
+    assert_eq!(
+        status(&server, &globex(&acme_key)).await,
+        (401, "invalid_token".into())
+    );
+    assert_eq!(
+        status(&server, &acme(&globex_key)).await,
+        (401, "invalid_token".into())
+    );
+    // A token without a kid is checked against its own realm's keys only.
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = None;
+    let kidless = jsonwebtoken::encode(
+        &header,
+        &claims(&format!("{base}/realms/tenant-globex"), json!({})),
+        &EncodingKey::from_secret(&acme_key.secret),
+    )
+    .unwrap();
+    assert_eq!(status(&server, &kidless).await.0, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_and_an_idp_outage_neither_stops_nor_opens_ward() {
+    let idp = Idp::start().await;
+    let base = idp.base();
+    let iss = format!("{base}/realms/corp");
+    // Down from the start: Ward starts anyway and refuses the issuer's
+    // tokens until its keys can be read.
+    idp.down.store(true, Ordering::SeqCst);
+    let server = TestServer::start_with(&format!(
+        r#"
+[[auth.jwt]]
+issuer = "{iss}"
+jwks_uri = "{base}/realms/corp/certs"
+audience = ["ward"]
+algorithms = ["HS256"]
+jwks_min_interval_secs = 0
+"#
+    ))
+    .await;
+    let (first, second, third) = (Key::new("k1"), Key::new("k2"), Key::new("k3"));
+    idp.set("corp", &[&first]);
+    server.tenant("acme").await;
+    let token = |key: &Key| key.sign(claims(&iss, json!({"tenant": "acme"})));
+    assert_eq!(
+        status(&server, &token(&first)).await.0,
+        401,
+        "keys not known yet"
+    );
+
+    idp.down.store(false, Ordering::SeqCst);
+    assert_eq!(status(&server, &token(&first)).await.0, 200);
+
+    // Rotation: the IdP publishes k2 and retires k1. A token with the new
+    // kid makes Ward read the set again.
+    idp.set("corp", &[&second]);
+    let fetches = idp.fetches.load(Ordering::SeqCst);
+    assert_eq!(status(&server, &token(&second)).await.0, 200);
+    assert!(
+        idp.fetches.load(Ordering::SeqCst) > fetches,
+        "refetched on an unknown kid"
+    );
+    assert_eq!(
+        status(&server, &token(&first)).await.0,
+        401,
+        "a retired key"
+    );
+
+    // An outage keeps the keys already read (stale-if-error), and a key
+    // never seen stays refused.
+    idp.down.store(true, Ordering::SeqCst);
+    idp.set("corp", &[&second, &third]);
+    assert_eq!(status(&server, &token(&second)).await.0, 200);
+    assert_eq!(status(&server, &token(&third)).await.0, 401);
+    idp.down.store(false, Ordering::SeqCst);
+    assert_eq!(status(&server, &token(&third)).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_discovery_finds_each_realms_keys() {
+    let idp = Idp::start().await;
+    let base = idp.base();
+    let (acme_key, other_key) = (Key::new("a"), Key::new("o"));
+    idp.set("acme", &[&acme_key]);
+    idp.set("other", &[&other_key]);
+    let server = TestServer::start_with(&format!(
+        r#"
+[[auth.jwt]]
+issuer_pattern = "{base}/realms/{{slug}}"
+discovery = true
+audience = ["ward"]
+algorithms = ["HS256"]
+"#
+    ))
+    .await;
+    server.tenant("acme").await;
+    let iss = format!("{base}/realms/acme");
+    assert_eq!(
+        status(&server, &acme_key.sign(claims(&iss, json!({}))))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        status(&server, &other_key.sign(claims(&iss, json!({}))))
+            .await
+            .0,
+        401
+    );
+}
+
+/// A shared consumer realm, an enterprise realm and an operators' realm,
+/// with file keys.
+async fn bounded_server(dir: &std::path::Path) -> (TestServer, Key, Key, Key) {
+    let keys = [
+        Key::new("consumer"),
+        Key::new("enterprise"),
+        Key::new("ops"),
+    ];
+    let mut toml = String::new();
+    for (key, extra) in keys.iter().zip([
+        "tenants = [\"u-*\"]\nauto_provision = true\nprovision_kind = \"personal\"",
+        "tenants = [\"acme\"]",
+        "operator = true",
+    ]) {
+        let path = dir.join(format!("{}.json", key.kid));
+        std::fs::write(&path, json!({"keys": [key.jwk()]}).to_string()).unwrap();
+        toml.push_str(&format!(
+            "[[auth.jwt]]\nissuer = \"https://{}.test\"\njwks_file = {:?}\naudience = [\"ward\"]\nalgorithms = [\"HS256\"]\n{extra}\n\n",
+            key.kid,
+            path.display().to_string()
+        ));
+    }
+    let server = TestServer::start_with(&toml).await;
+    let [consumer, enterprise, ops] = keys;
+    (server, consumer, enterprise, ops)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_issuers_trust_is_bounded_by_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, consumer, enterprise, ops) = bounded_server(dir.path()).await;
+    server.tenant("acme").await;
+    server.tenant("globex").await;
+    let enterprise_token = |extra: Value| enterprise.sign(claims("https://enterprise.test", extra));
+
+    // The operator role counts only from the issuer trusted with it.
+    let fake_operator = enterprise_token(json!({"roles": ["ward:operator"], "tenant": "acme"}));
+    let listed = server.get("/v1/tenants", &fake_operator).await;
+    assert_eq!((listed.status, listed.code()), (403, "forbidden"));
+    let cross = server
+        .call(
+            "GET",
+            "/v1/agents",
+            Some(&fake_operator),
+            Some("globex"),
+            Body::None,
+        )
+        .await;
+    assert_eq!(cross.status, 403);
+    let real_operator = ops.sign(claims(
+        "https://ops.test",
+        json!({"roles": ["ward:operator"]}),
+    ));
+    assert_eq!(server.get("/v1/tenants", &real_operator).await.status, 200);
+
+    // An issuer names only its tenants.
+    assert_eq!(
+        status(&server, &enterprise_token(json!({"tenant": "acme"})))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        status(&server, &enterprise_token(json!({"tenant": "globex"}))).await,
+        (403, "tenant_not_allowed".into())
+    );
+    let consumer_token = |tenant: &str| {
+        consumer.sign(claims(
+            "https://consumer.test",
+            json!({"tenant": tenant, "sub": tenant}),
+        ))
+    };
+    assert_eq!(
+        status(&server, &consumer_token("acme")).await,
+        (403, "tenant_not_allowed".into())
+    );
+    assert_eq!(server.get("/v1/tenants/acme", OPERATOR).await.status, 200);
+
+    // Within its bounds, the consumer realm provisions personal tenants.
+    assert_eq!(status(&server, &consumer_token("u-bob")).await.0, 200);
+    let bob = server.get("/v1/tenants/u-bob", OPERATOR).await;
+    assert_eq!(bob.body["kind"], "personal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_is_provisioned_only_for_a_token_that_passed_every_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, consumer, _, _) = bounded_server(dir.path()).await;
+    server.tenant("u-other").await;
+    let token = |extra: Value| consumer.sign(claims("https://consumer.test", extra));
+    let refused = [
+        (
+            "no Ward role",
+            token(json!({"tenant": "u-a", "roles": ["viewer"]})),
+            None,
+        ),
+        (
+            "three tenants",
+            token(json!({"tenant": ["u-b", "u-c", "u-d"]})),
+            None,
+        ),
+        (
+            "header mismatch",
+            token(json!({"tenant": "u-e"})),
+            Some("u-other"),
+        ),
+        ("no iat", token(json!({"tenant": "u-f", "iat": null})), None),
+    ];
+    for (what, token, header) in refused {
+        let reply = server
+            .call("GET", "/v1/tenant", Some(&token), header, Body::None)
+            .await;
+        assert!(
+            reply.status == 401 || reply.status == 403 || reply.status == 400,
+            "{what}: {}",
+            reply.body
+        );
+    }
+    let tenants = server.get("/v1/tenants", OPERATOR).await;
+    let slugs: Vec<&str> = tenants
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(slugs, vec!["u-other"], "nothing was provisioned");
+
+    // Twenty first requests at once: one tenant.
+    let server = Arc::new(server);
+    let first = token(json!({"tenant": "u-many"}));
+    let mut calls = Vec::new();
+    for _ in 0..20 {
+        let (server, first) = (Arc::clone(&server), first.clone());
+        calls.push(tokio::spawn(async move { status(&server, &first).await.0 }));
+    }
+    for call in calls {
+        assert_eq!(call.await.unwrap(), 200);
+    }
+    let tenants = server.get("/v1/tenants", OPERATOR).await;
+    let many = tenants
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["slug"] == "u-many")
+        .count();
+    assert_eq!(many, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_tenant_is_never_resurrected_and_a_reused_slug_inherits_no_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, consumer, _, _) = bounded_server(dir.path()).await;
+    let old = consumer.sign(claims("https://consumer.test", json!({"tenant": "u-zed"})));
+    assert_eq!(status(&server, &old).await.0, 200);
+    let deleted = server
+        .call(
+            "DELETE",
+            "/v1/tenants/u-zed",
+            Some(OPERATOR),
+            None,
+            Body::None,
+        )
+        .await;
+    assert_eq!(deleted.status, 204);
+
+    assert_eq!(status(&server, &old).await.0, 401, "not re-created");
+    assert_eq!(server.get("/v1/tenants/u-zed", OPERATOR).await.status, 404);
+
+    let reused = server
+        .post(
+            "/v1/tenants",
+            OPERATOR,
+            json!({"slug": "u-zed", "name": "new owner"}),
+        )
+        .await;
+    assert_eq!(reused.status, 201);
+    assert_eq!(
+        status(&server, &old).await.0,
+        401,
+        "an old token of the slug"
+    );
+    // Issued after the delete: the new tenant's own.
+    let fresh = consumer.sign(claims(
+        "https://consumer.test",
+        json!({"tenant": "u-zed", "iat": now() + 1}),
+    ));
+    let own = server.get("/v1/tenant", &fresh).await;
+    assert_eq!(
+        (own.status, own.body["id"].clone()),
+        (200, reused.body["id"].clone())
+    );
+}
