@@ -26,6 +26,7 @@ const DEFAULT_PAGE: usize = 100;
 /// Chunks read from the store at a time (each holds up to
 /// [`chunk::MAX_ENTRIES`] entries).
 const SCAN_CHUNKS: usize = 8;
+const DAY_MS: u64 = 86_400_000;
 /// Chunks deleted with one store write when pruning.
 const PRUNE_CHUNKS: usize = 256;
 
@@ -63,7 +64,13 @@ pub enum AuditError {
 pub struct AuditLog {
     store: Arc<dyn Store>,
     writer: AuditWriter,
+    /// The fewest milliseconds an `admin_cross_tenant_access` entry is
+    /// kept, whatever its scope's retention.
+    access_retention_ms: u64,
 }
+
+/// Default of [`AuditLog::keeping_access_entries_for`]: a year.
+const ACCESS_RETENTION_DAYS: u32 = 365;
 
 impl AuditLog {
     /// The log kept in `store`, with the default (batched) writer.
@@ -84,7 +91,18 @@ impl AuditLog {
             .transpose()?;
         let writer = AuditWriter::start(Arc::clone(&store), config, journal)
             .map_err(|err| StoreError::Backend(format!("cannot start the audit writer: {err}")))?;
-        Ok(AuditLog { store, writer })
+        Ok(AuditLog {
+            store,
+            writer,
+            access_retention_ms: u64::from(ACCESS_RETENTION_DAYS) * DAY_MS,
+        })
+    }
+
+    /// Keeps `admin_cross_tenant_access` entries at least `days`, however
+    /// short their tenant's retention.
+    pub fn keeping_access_entries_for(mut self, days: u32) -> Self {
+        self.access_retention_ms = u64::from(days) * DAY_MS;
+        self
     }
 
     /// The decision writer (for its measurements).
@@ -102,11 +120,15 @@ impl AuditLog {
         self.writer.forget_scope(scope);
     }
 
-    /// Deletes `scope`'s entries older than `cutoff_ms`; returns how many.
-    /// A chunk goes once all its entries are older: the newest chunk that
-    /// starts before the cutoff may hold newer ones, and then stays.
-    pub fn prune(&self, scope: &str, cutoff_ms: u64) -> Result<usize, StoreError> {
-        let cutoff = Ulid::from_parts(cutoff_ms, 0).to_string();
+    /// Deletes `scope`'s entries older than `keep_ms` as of `now_ms`;
+    /// returns how many. A chunk goes once all its entries are older: the
+    /// newest chunk that starts before the cutoff may hold newer ones, and
+    /// then stays. `admin_cross_tenant_access` entries younger than the
+    /// operator's minimum are kept, rewritten as a chunk of their own.
+    pub fn prune(&self, scope: &str, now_ms: u64, keep_ms: u64) -> Result<usize, StoreError> {
+        let cutoff = Ulid::from_parts(now_ms.saturating_sub(keep_ms), 0).to_string();
+        let access_cutoff =
+            Ulid::from_parts(now_ms.saturating_sub(self.access_retention_ms), 0).to_string();
         let prefix = scope_prefix(scope);
         let mut before = scoped_key(scope, &cutoff);
         let mut newest = true;
@@ -127,8 +149,24 @@ impl AuditLog {
                 };
                 let keep = std::mem::take(&mut newest) && entries.iter().any(|e| e.id >= cutoff);
                 if !keep {
-                    removed += entries.len();
+                    let evidence: Vec<AuditEntry> = entries
+                        .iter()
+                        .filter(|e| {
+                            e.kind == AuditKind::AdminCrossTenantAccess && e.id >= access_cutoff
+                        })
+                        .cloned()
+                        .collect();
+                    removed += entries.len() - evidence.len();
                     deletes.push(Write::delete(Kind::Audit, key));
+                    // Keyed by its own first id, which lies inside the
+                    // deleted chunk's range: the chunks still split ids.
+                    if let Some(first) = evidence.first() {
+                        deletes.push(Write::put_json(
+                            Kind::Audit,
+                            scoped_key(scope, &first.id),
+                            &evidence,
+                        )?);
+                    }
                 }
             }
             if !deletes.is_empty() {
@@ -465,11 +503,42 @@ mod tests {
         assert_eq!(all_ids(&log, "t1", 100).len(), 6);
 
         // Chunk [1,2,3] and the single old record go; [4,6] straddles 5 s.
-        assert_eq!(log.prune("t1", 5_000).unwrap(), 4);
+        assert_eq!(log.prune("t1", 5_000, 0).unwrap(), 4);
         let left: Vec<String> = [6, 4].iter().map(|s| at(*s).to_string()).collect();
         assert_eq!(all_ids(&log, "t1", 100), left);
-        assert_eq!(log.prune("t1", 5_000).unwrap(), 0);
-        assert_eq!(log.prune("t1", 7_000).unwrap(), 2);
+        assert_eq!(log.prune("t1", 5_000, 0).unwrap(), 0);
+        assert_eq!(log.prune("t1", 7_000, 0).unwrap(), 2);
+        assert!(all_ids(&log, "t1", 100).is_empty());
+    }
+
+    #[test]
+    fn cross_tenant_access_outlives_a_short_retention() {
+        let (_store, log) = log();
+        let log = log.keeping_access_entries_for(2);
+        let at = |second: u64| Ulid::from_parts(second * 1_000, 1);
+        let access = |id: &Ulid| AuditEntry {
+            kind: AuditKind::AdminCrossTenantAccess,
+            ..entry(id)
+        };
+        record(&log, entry(&at(1)));
+        record(&log, access(&at(2)));
+        record(&log, entry(&at(3)));
+        log.flush();
+        record(&log, entry(&at(10)));
+        log.flush();
+
+        // A retention of 0 removes the decisions of the first chunk, but
+        // not the access entry: it stays until it is two days old.
+        assert_eq!(log.prune("t1", 5_000, 0).unwrap(), 2);
+        let left: Vec<String> = [10, 2].iter().map(|s| at(*s).to_string()).collect();
+        assert_eq!(all_ids(&log, "t1", 100), left);
+        assert_eq!(
+            log.prune("t1", 11_000, 0).unwrap(),
+            1,
+            "only the newest decision"
+        );
+        let two_days = 2 * DAY_MS + 2_000;
+        assert_eq!(log.prune("t1", two_days + 1, 0).unwrap(), 1);
         assert!(all_ids(&log, "t1", 100).is_empty());
     }
 }

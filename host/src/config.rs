@@ -248,6 +248,10 @@ pub struct AuditSection {
     pub queue: usize,
     /// How often entries past their tenant's retention are pruned.
     pub prune_interval_secs: u64,
+    /// The fewest days an `admin_cross_tenant_access` entry is kept,
+    /// whatever its tenant's `audit_retention_days`: the evidence of an
+    /// operator acting inside a tenant is the operator's to keep.
+    pub min_retention_days: u32,
 }
 
 impl Default for AuditSection {
@@ -257,6 +261,7 @@ impl Default for AuditSection {
             flush_interval_ms: 50,
             queue: 10_000,
             prune_interval_secs: 3600,
+            min_retention_days: 365,
         }
     }
 }

@@ -261,9 +261,7 @@ impl Registry {
         for slot in self.directory.load().by_id.values() {
             let view = slot.view.load();
             let keep_ms = u64::from(view.settings.audit_retention_days) * 86_400_000;
-            removed += self
-                .audit
-                .prune(&view.record.id, now.saturating_sub(keep_ms))?;
+            removed += self.audit.prune(&view.record.id, now, keep_ms)?;
         }
         Ok(removed)
     }

@@ -74,11 +74,10 @@ impl Ward {
             );
         let sandbox = Arc::new(Sandbox::new(config.sandbox_config())?);
         let journal = config.data_dir.join("audit.journal");
-        let audit = Arc::new(AuditLog::with_writer(
-            Arc::clone(&store),
-            config.audit.writer(),
-            Some(&journal),
-        )?);
+        let audit = Arc::new(
+            AuditLog::with_writer(Arc::clone(&store), config.audit.writer(), Some(&journal))?
+                .keeping_access_entries_for(config.audit.min_retention_days),
+        );
         let registry = Arc::new(Registry::open(Arc::clone(&store), sandbox, audit)?);
         let keys = Arc::new(ApiKeys::load(Arc::clone(&store))?);
         let jwt = JwtVerifier::new(&config.auth.jwt)?;
