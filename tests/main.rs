@@ -8,6 +8,7 @@ mod authzen;
 mod cli;
 mod client;
 mod docs;
+mod files;
 mod limits;
 mod sandbox;
 mod scale;

@@ -23,6 +23,14 @@ pub enum StartError {
     /// Bad configuration.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The data directory cannot be made Ward's alone.
+    #[error("cannot secure the data directory `{dir}`: {source}")]
+    DataDir {
+        /// The directory.
+        dir: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The data directory cannot be used.
     #[error("cannot open the store in `{dir}`: {source}")]
     Store {
@@ -59,6 +67,10 @@ impl Ward {
     /// prepares authentication. `env_operator_token` is `WARD_ADMIN_TOKEN`.
     pub fn open(config: &Config, env_operator_token: Option<&str>) -> Result<Self, StartError> {
         config.check()?;
+        crate::datadir::secure(&config.data_dir).map_err(|source| StartError::DataDir {
+            dir: config.data_dir.display().to_string(),
+            source,
+        })?;
         let store_dir = config.data_dir.join("db");
         let store: Arc<dyn Store> =
             Arc::new(
