@@ -14,4 +14,5 @@ mod sandbox;
 mod scale;
 mod server;
 mod support;
+mod surface;
 mod tenancy;

@@ -7,6 +7,7 @@ mod decide;
 mod error;
 mod extract;
 mod form;
+mod head;
 mod objects;
 mod ops;
 mod tenants;
@@ -26,6 +27,9 @@ use utoipa_axum::routes;
 
 pub use error::ApiError;
 pub use extract::TENANT_HEADER;
+pub use head::{
+    MAX_HEADER_BYTES, MAX_HEADERS, MAX_URI_BYTES, PARSER_BUFFER_BYTES, PARSER_MAX_HEADERS,
+};
 
 use crate::auth::Authenticator;
 use crate::config::HttpConfig;
@@ -175,6 +179,8 @@ pub fn router(state: AppState) -> Router {
     )
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
+    .layer(middleware::from_fn(head::limit_head))
+    .layer(middleware::from_fn(head::json_errors))
     .layer(middleware::from_fn_with_state(
         state.clone(),
         request_context,

@@ -167,9 +167,7 @@ impl Ward {
     ) -> std::io::Result<()> {
         let router = self.router();
         let maintenance = self.start_maintenance();
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        serve_http1(listener, router, shutdown).await;
         maintenance.abort();
         let (store, registry) = (Arc::clone(&self.store), Arc::clone(&self.state.registry));
         tokio::task::spawn_blocking(move || {
@@ -182,4 +180,69 @@ impl Ward {
         tracing::info!("stopped; store flushed");
         Ok(())
     }
+}
+
+/// Answers HTTP/1.1 on every connection `listener` accepts until `shutdown`
+/// completes; then stops accepting, lets each connection finish the
+/// request it is on, and returns once all are closed.
+///
+/// The parser buffers request heads up to [`api::PARSER_BUFFER_BYTES`]
+/// (and [`api::PARSER_MAX_HEADERS`] headers), well above the limits the
+/// API enforces with a JSON 431, so that a client over those limits learns
+/// why; only a head beyond the parser's bound gets the parser's bare 431.
+async fn serve_http1(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.max_buf_size(api::PARSER_BUFFER_BYTES)
+        .max_headers(api::PARSER_MAX_HEADERS)
+        .timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    pause_after_accept_error(&err).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let connection = http.serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(router.clone()),
+        );
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// After a failed `accept`: a connection that went away before it was
+/// accepted is no reason to wait; anything else (out of file descriptors,
+/// most often) is given a moment to pass instead of being retried in a
+/// tight loop.
+async fn pause_after_accept_error(err: &std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::ConnectionRefused
+    ) {
+        return;
+    }
+    tracing::warn!(%err, "cannot accept a connection");
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }

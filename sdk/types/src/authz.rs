@@ -141,7 +141,9 @@ pub struct Evaluations {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Discovery {
-    /// The PDP's base URL.
+    /// The PDP's identifier: its base URL, or `{base}/{tenant_slug}` in a
+    /// tenant's document (the identifier that document's URL was built
+    /// from).
     pub policy_decision_point: String,
     /// Where single evaluations go.
     pub access_evaluation_endpoint: String,

@@ -109,6 +109,121 @@ impl TenantSettings {
     }
 }
 
+/// The host's bounds that a tenant's settings must stay within (from the
+/// server's configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostBounds {
+    /// The host's largest module (`sandbox.max_module_bytes` of the
+    /// server's configuration).
+    pub max_module_bytes: u64,
+    /// The host's largest policy memory (`sandbox.max_memory_bytes`).
+    pub max_memory_bytes: u64,
+    /// The host's largest table.
+    pub max_table_elements: u64,
+}
+
+// The floors of the sandbox limits leave a wide margin above what a Rust
+// `wasm32-wasip2` policy built with the SDK needs to start and decide (the
+// test guest `probe`: about 1.1 MiB of memory, its 1 MiB stack included,
+// 3 core instances, 2 tables, 100 table elements, under a million fuel, a
+// few KiB through a host call; the builtin `permissions` needs less).
+// Below them every decision such a policy makes would fail.
+
+/// Least `sandbox.memory_bytes`.
+pub const MIN_MEMORY_BYTES: u64 = 2 << 20;
+/// Least `sandbox.max_instances`.
+pub const MIN_INSTANCES: u32 = 8;
+/// Least `sandbox.max_tables`.
+pub const MIN_TABLES: u32 = 4;
+/// Least `sandbox.max_table_elements`.
+pub const MIN_TABLE_ELEMENTS: u32 = 1_000;
+/// Least `sandbox.fuel` when set.
+pub const MIN_FUEL: u64 = 10_000_000;
+/// Least `sandbox.hostcall_bytes`.
+pub const MIN_HOSTCALL_BYTES: u64 = 64 << 10;
+/// Longest `sandbox.timeout_ms`.
+pub const MAX_TIMEOUT_MS: u64 = 60_000;
+/// Longest `audit_retention_days` (a century).
+pub const MAX_AUDIT_RETENTION_DAYS: u32 = 36_500;
+
+impl TenantSettings {
+    /// Checks the settings against the host's bounds and against values
+    /// with which every decision (or every upload) would fail; the error
+    /// names the field.
+    pub fn check(&self, host: &HostBounds) -> Result<(), String> {
+        let between = |name: &str, value: u64, least: u64, most: u64| {
+            if (least..=most).contains(&value) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{name} must be between {least} and {most}; it is {value}"
+                ))
+            }
+        };
+        between(
+            "max_module_bytes",
+            self.max_module_bytes,
+            1,
+            host.max_module_bytes,
+        )?;
+        between(
+            "audit_retention_days",
+            u64::from(self.audit_retention_days),
+            1,
+            u64::from(MAX_AUDIT_RETENTION_DAYS),
+        )?;
+        between(
+            "rate_limit_per_sec",
+            u64::from(self.rate_limit_per_sec),
+            1,
+            u64::from(u32::MAX),
+        )?;
+        between("burst", u64::from(self.burst), 1, u64::from(u32::MAX))?;
+        between(
+            "max_concurrent_evaluations",
+            u64::from(self.max_concurrent_evaluations),
+            1,
+            u64::from(u32::MAX),
+        )?;
+        let sandbox = &self.sandbox;
+        between(
+            "sandbox.memory_bytes",
+            sandbox.memory_bytes,
+            MIN_MEMORY_BYTES,
+            host.max_memory_bytes,
+        )?;
+        between("sandbox.timeout_ms", sandbox.timeout_ms, 1, MAX_TIMEOUT_MS)?;
+        if let Some(fuel) = sandbox.fuel {
+            between("sandbox.fuel", fuel, MIN_FUEL, u64::MAX)?;
+        }
+        between(
+            "sandbox.hostcall_bytes",
+            sandbox.hostcall_bytes,
+            MIN_HOSTCALL_BYTES,
+            u64::MAX,
+        )?;
+        between(
+            "sandbox.max_instances",
+            u64::from(sandbox.max_instances),
+            u64::from(MIN_INSTANCES),
+            u64::from(u32::MAX),
+        )?;
+        between(
+            "sandbox.max_tables",
+            u64::from(sandbox.max_tables),
+            u64::from(MIN_TABLES),
+            u64::from(u32::MAX),
+        )?;
+        between(
+            "sandbox.max_table_elements",
+            u64::from(sandbox.max_table_elements),
+            u64::from(MIN_TABLE_ELEMENTS),
+            host.max_table_elements,
+        )?;
+        Ok(())
+    }
+}
+
 /// The limits one evaluation runs under (tenant setting `sandbox`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
