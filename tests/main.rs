@@ -7,6 +7,7 @@ mod auth;
 mod authzen;
 mod cli;
 mod client;
+mod conformance;
 mod docs;
 mod files;
 mod limits;

@@ -4,6 +4,7 @@
 mod audit;
 mod authzen;
 mod decide;
+mod doc;
 mod error;
 mod extract;
 mod form;
@@ -76,6 +77,7 @@ pub async fn blocking<T: Send + 'static>(
     info(title = "Ward", description = "Multi-tenant WebAssembly policy host"),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
+    components(schemas(ward_types::ErrorBody, ward_types::ErrorDetail)),
     tags(
         (name = "tenants", description = "Tenants (operator)"),
         (name = "agents"), (name = "policies"), (name = "data"), (name = "keys"), (name = "audit"),
@@ -169,6 +171,8 @@ pub fn router(state: AppState) -> Router {
         .merge(uploads)
         .split_for_parts();
 
+    let mut openapi = openapi;
+    doc::declare_errors(&mut openapi);
     let openapi = Arc::new(openapi);
     api.route(
         "/openapi.json",
