@@ -64,10 +64,10 @@ fn schemathesis_finds_the_server_keeps_to_its_openapi_document() {
     std::fs::write(&config, "[http]\nrefusal_delay_ms = 0\n").unwrap();
     let (mut child, base, _) = spawn_ward(&dir.path().join("data"), Some(&config), Some(TOKEN));
 
-    // The tenant the operator acts in, with a policy, an agent and data,
-    // so that reads find something.
+    // The tenant the operator acts in, with an agent so that reads find
+    // something, and an admin key of its own.
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
+    let admin_key = runtime.block_on(async {
         let http = reqwest::Client::new();
         let created = http
             .post(format!("{base}/v1/tenants"))
@@ -86,47 +86,85 @@ fn schemathesis_finds_the_server_keeps_to_its_openapi_document() {
             .await
             .unwrap();
         assert_eq!(agent.status(), 201);
+        let key: serde_json::Value = http
+            .post(format!("{base}/v1/tenants/acme/keys"))
+            .bearer_auth(TOKEN)
+            .json(&json!({"name": "conformance", "role": "admin"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        key["secret"].as_str().unwrap().to_string()
     });
 
-    let report = dir.path().join("report");
-    let output = Command::new(&schemathesis)
-        .arg("run")
-        .arg(format!("{base}/openapi.json"))
-        .args([
-            "--checks",
-            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
-            "--phases",
-            "examples,coverage,fuzzing",
-            "--max-examples",
-            MAX_EXAMPLES,
-            "--seed",
-            SEED,
-            "--workers",
-            "2",
-            "--request-timeout",
-            "30",
-            "--header",
-            &format!("Authorization: Bearer {TOKEN}"),
-            "--header",
-            "X-Tenant-ID: acme",
-            "--report-dir",
-        ])
-        .arg(&report)
-        .env("NO_COLOR", "1")
-        .env("SCHEMATHESIS_TELEMETRY", "false")
-        .current_dir(dir.path())
-        .output()
-        .expect("schemathesis runs");
+    // First a tenant admin (operator routes answer 403), then the operator
+    // acting in the tenant (every route reachable; the stateful phase may
+    // suspend or delete the tenant, which later answers must document too).
+    let runs = [
+        (
+            "tenant admin",
+            vec![format!("Authorization: Bearer {admin_key}")],
+        ),
+        (
+            "operator",
+            vec![
+                format!("Authorization: Bearer {TOKEN}"),
+                String::from("X-Tenant-ID: acme"),
+            ],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (who, headers) in runs {
+        let mut command = Command::new(&schemathesis);
+        command
+            .arg("run")
+            .arg(format!("{base}/openapi.json"))
+            .args([
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+                "--phases",
+                "examples,coverage,fuzzing,stateful",
+                "--max-examples",
+                MAX_EXAMPLES,
+                "--seed",
+                SEED,
+                "--workers",
+                "2",
+                "--request-timeout",
+                "30",
+                "--report-dir",
+            ])
+            .arg(dir.path().join(format!("report-{}", who.replace(' ', "-"))))
+            .env("NO_COLOR", "1")
+            .env("SCHEMATHESIS_TELEMETRY", "false")
+            .current_dir(dir.path());
+        for header in &headers {
+            command.arg("--header").arg(header);
+        }
+        // A run whose only trouble is an error inside the tool itself (no
+        // check failed; Hypothesis on Python 3.11 now and then trips over
+        // its own recursion) is run once more; a second one counts.
+        for attempt in 1..=2 {
+            let output = command.output().expect("schemathesis runs");
+            let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+            let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+            if output.status.success() && stdout.contains("passed") {
+                break;
+            }
+            let tool_error_only = !stdout.contains(" FAILURES ") && stdout.contains(" ERRORS ");
+            if attempt == 2 || !tool_error_only {
+                failures.push(format!("as the {who}:\n{stdout}\n{stderr}"));
+                break;
+            }
+        }
+    }
     child.kill();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        output.status.success(),
-        "schemathesis found the server and its OpenAPI document disagree:\n{stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains("passed") || stdout.contains("Passed"),
-        "schemathesis ran no test:\n{stdout}\n{stderr}"
+        failures.is_empty(),
+        "schemathesis found the server and its OpenAPI document disagree (or ran no test):\n{}",
+        failures.join("\n")
     );
 }
 
