@@ -195,14 +195,17 @@ async fn serve_http1(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::rt::TokioIo;
     use hyper_util::server::graceful::GracefulShutdown;
     use hyper_util::service::TowerToHyperService;
 
     let mut http = hyper::server::conn::http1::Builder::new();
+    // No timer: hyper's header read timeout would also close keep-alive
+    // connections idle for 30 s, which clients pooling connections see as
+    // spurious failures; a request is bounded by `http.request_timeout_ms`
+    // once its head is read.
     http.max_buf_size(api::PARSER_BUFFER_BYTES)
-        .max_headers(api::PARSER_MAX_HEADERS)
-        .timer(TokioTimer::new());
+        .max_headers(api::PARSER_MAX_HEADERS);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
