@@ -346,7 +346,7 @@ pub async fn tenant_activate_policy(
 }
 
 /// Set the config passed to the policy with every request (any JSON).
-#[utoipa::path(put, path = "/v1/policies/{name}/config", tag = "policies", params(("name" = String, Path)), request_body = Object,
+#[utoipa::path(put, path = "/v1/policies/{name}/config", tag = "policies", params(("name" = String, Path)), request_body = Value,
     responses((status = 200, body = PolicyInfo)))]
 pub async fn tenant_configure_policy(
     State(s): State<AppState>,
@@ -414,7 +414,7 @@ pub async fn global_activate_policy(
 }
 
 /// Set a global policy's config.
-#[utoipa::path(put, path = "/v1/global/policies/{name}/config", tag = "global", params(("name" = String, Path)), request_body = Object,
+#[utoipa::path(put, path = "/v1/global/policies/{name}/config", tag = "global", params(("name" = String, Path)), request_body = Value,
     responses((status = 200, body = PolicyInfo)))]
 pub async fn global_configure_policy(
     State(s): State<AppState>,
@@ -483,7 +483,7 @@ async fn delete_data(
 }
 
 /// Create or replace a data document; the body is the document (any JSON).
-#[utoipa::path(put, path = "/v1/data/{key}", tag = "data", params(("key" = String, Path)), request_body = Object,
+#[utoipa::path(put, path = "/v1/data/{key}", tag = "data", params(("key" = String, Path)), request_body = Value,
     responses((status = 200, body = DataDocument)))]
 pub async fn tenant_put_data(
     State(s): State<AppState>,
@@ -515,7 +515,7 @@ pub async fn tenant_delete_data(
 }
 
 /// Create or replace a global data document.
-#[utoipa::path(put, path = "/v1/global/data/{key}", tag = "global", params(("key" = String, Path)), request_body = Object,
+#[utoipa::path(put, path = "/v1/global/data/{key}", tag = "global", params(("key" = String, Path)), request_body = Value,
     responses((status = 200, body = DataDocument)))]
 pub async fn global_put_data(
     State(s): State<AppState>,

@@ -116,9 +116,11 @@ pub struct AuditQuery {
     pub decision: Option<String>,
     /// RFC 3339: entries at or after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(format = DateTime))]
     pub since: Option<String>,
     /// RFC 3339: entries at or before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(format = DateTime))]
     pub until: Option<String>,
     /// Page size, 1–1000 (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -266,8 +266,13 @@ impl Default for SandboxLimits {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateTenant {
     /// Unique short name.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", min_length = 1, max_length = 63)
+    )]
     pub slug: String,
     /// Display name.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
     pub name: String,
     /// Defaults to `organization`.
     #[serde(default)]
@@ -284,6 +289,7 @@ pub struct CreateTenant {
 pub struct UpdateTenant {
     /// A new display name.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
     pub name: Option<String>,
     /// A merge patch: omitted fields keep their value, `null` resets one
     /// to its default.
