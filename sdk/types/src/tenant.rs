@@ -323,3 +323,46 @@ pub struct Usage {
     /// Calls refused for an exhausted budget since the server started.
     pub budget_exhausted: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOST: HostBounds = HostBounds {
+        max_module_bytes: 32 << 20,
+        max_memory_bytes: 256 << 20,
+        max_table_elements: 20_000,
+    };
+
+    #[test]
+    fn the_defaults_are_within_every_bound() {
+        assert_eq!(TenantSettings::default().check(&HOST), Ok(()));
+    }
+
+    /// A field's name, and a change that takes it out of its range.
+    type Spoiler = (&'static str, fn(&mut TenantSettings));
+
+    #[test]
+    fn each_value_out_of_range_is_refused_naming_its_field() {
+        let cases: [Spoiler; 10] = [
+            ("max_module_bytes", |s| s.max_module_bytes = (32 << 20) + 1),
+            ("audit_retention_days", |s| s.audit_retention_days = 0),
+            ("burst", |s| s.burst = 0),
+            ("sandbox.memory_bytes", |s| s.sandbox.memory_bytes = 1),
+            ("sandbox.memory_bytes", |s| s.sandbox.memory_bytes = 1 << 30),
+            ("sandbox.max_instances", |s| s.sandbox.max_instances = 0),
+            ("sandbox.max_tables", |s| s.sandbox.max_tables = 0),
+            ("sandbox.fuel", |s| s.sandbox.fuel = Some(1)),
+            ("sandbox.hostcall_bytes", |s| s.sandbox.hostcall_bytes = 0),
+            ("sandbox.max_table_elements", |s| {
+                s.sandbox.max_table_elements = 20_001
+            }),
+        ];
+        for (field, spoil) in cases {
+            let mut settings = TenantSettings::default();
+            spoil(&mut settings);
+            let refused = settings.check(&HOST).err().unwrap_or_default();
+            assert!(refused.starts_with(field), "{field}: {refused}");
+        }
+    }
+}
