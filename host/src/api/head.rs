@@ -133,3 +133,62 @@ fn code_of(status: StatusCode) -> &'static str {
         _ => "internal",
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use axum::Router;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_plain_error_answer_becomes_the_json_shape_and_keeps_its_status() {
+        let app = Router::new()
+            .route(
+                "/plain",
+                get(|| async { (StatusCode::BAD_REQUEST, "plain words") }),
+            )
+            .route(
+                "/broken",
+                get(|| async { (StatusCode::BAD_GATEWAY, "upstream details") }),
+            )
+            .route("/fine", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn(json_errors));
+        let call = |path: &'static str| {
+            let app = app.clone();
+            async move {
+                let request = Request::get(path).body(Body::empty()).unwrap();
+                let response = app.oneshot(request).await.unwrap();
+                let status = response.status();
+                let content_type = response.headers()[header::CONTENT_TYPE].clone();
+                let body = axum::body::to_bytes(response.into_body(), 4096)
+                    .await
+                    .unwrap();
+                (status, content_type, body)
+            }
+        };
+        let (status, content_type, body) = call("/plain").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(content_type, "application/json");
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"code": "invalid_input", "message": "plain words"}})
+        );
+
+        // A server error's text is not passed on.
+        let (status, _, body) = call("/broken").await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "internal");
+        assert!(!body.to_string().contains("upstream details"));
+
+        // Success is left alone.
+        let (status, content_type, body) = call("/fine").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(content_type.to_str().unwrap().starts_with("text/plain"));
+        assert_eq!(&body[..], b"ok");
+    }
+}
