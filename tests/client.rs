@@ -62,7 +62,15 @@ async fn every_route_through_the_client() {
 
     // Tenants.
     let tenant = operator.create_tenant(&new_tenant("acme")).await.unwrap();
-    assert_eq!(public.discovery(Some("acme")).await.unwrap(), discovery);
+    let tenant_discovery = public.discovery(Some("acme")).await.unwrap();
+    assert_eq!(
+        tenant_discovery.policy_decision_point,
+        format!("{}/acme", discovery.policy_decision_point)
+    );
+    assert_eq!(
+        tenant_discovery.access_evaluation_endpoint,
+        discovery.access_evaluation_endpoint
+    );
     assert!(
         public
             .discovery(Some("nobody"))

@@ -4,9 +4,11 @@
 mod audit;
 mod authzen;
 mod decide;
+mod doc;
 mod error;
 mod extract;
 mod form;
+mod head;
 mod objects;
 mod ops;
 mod set_aside;
@@ -27,6 +29,9 @@ use utoipa_axum::routes;
 
 pub use error::ApiError;
 pub use extract::TENANT_HEADER;
+pub use head::{
+    MAX_HEADER_BYTES, MAX_HEADERS, MAX_URI_BYTES, PARSER_BUFFER_BYTES, PARSER_MAX_HEADERS,
+};
 
 use crate::auth::Authenticator;
 use crate::config::HttpConfig;
@@ -73,6 +78,7 @@ pub async fn blocking<T: Send + 'static>(
     info(title = "Ward", description = "Multi-tenant WebAssembly policy host"),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
+    components(schemas(ward_types::ErrorBody, ward_types::ErrorDetail)),
     tags(
         (name = "tenants", description = "Tenants (operator)"),
         (name = "agents"), (name = "policies"), (name = "data"), (name = "keys"), (name = "audit"),
@@ -167,6 +173,8 @@ pub fn router(state: AppState) -> Router {
         .merge(uploads)
         .split_for_parts();
 
+    let mut openapi = openapi;
+    doc::declare_errors(&mut openapi);
     let openapi = Arc::new(openapi);
     api.route(
         "/openapi.json",
@@ -177,6 +185,8 @@ pub fn router(state: AppState) -> Router {
     )
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
+    .layer(middleware::from_fn(head::limit_head))
+    .layer(middleware::from_fn(head::json_errors))
     .layer(middleware::from_fn_with_state(
         state.clone(),
         request_context,

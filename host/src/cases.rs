@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use ward_types::{
     AgentStatus, AuthorizeRequest, CreateTenant, Entity, Permission, PutAgent, RequestAction,
-    TenantKind,
+    TenantKind, UpdateTenant,
 };
 
 use crate::audit::AuditLog;
@@ -306,8 +306,6 @@ impl Runner {
     ) -> Result<CaseResult, CasesError> {
         let invalid = |err: String| CasesError::Invalid(format!("case `{}`: {err}", case.name));
         let request = request_of(case).map_err(invalid)?;
-        let mut settings = Map::new();
-        settings.insert("default_policy".into(), Value::from(POLICY_UNDER_TEST));
         let tenant = self
             .registry
             .create_tenant(
@@ -315,7 +313,7 @@ impl Runner {
                     slug: format!("case-{index}"),
                     name: format!("case {index}"),
                     kind: TenantKind::Organization,
-                    settings: Some(settings),
+                    settings: None,
                 },
                 "cases",
             )
@@ -324,6 +322,20 @@ impl Runner {
         self.registry
             .upload_policy(&scope, POLICY_UNDER_TEST, module, true, "cases")
             .map_err(|err| CasesError::Setup(format!("the policy was refused: {err}")))?;
+        // A default policy must exist when it is set, so it is set once
+        // the policy is uploaded.
+        let mut settings = Map::new();
+        settings.insert("default_policy".into(), Value::from(POLICY_UNDER_TEST));
+        self.registry
+            .update_tenant(
+                &tenant.id,
+                UpdateTenant {
+                    name: None,
+                    settings: Some(settings),
+                },
+                "cases",
+            )
+            .map_err(|err| CasesError::Setup(err.to_string()))?;
         if let Some(config) = &suite.config {
             self.registry
                 .configure_policy(&scope, POLICY_UNDER_TEST, config.clone(), "cases")

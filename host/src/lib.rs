@@ -7,7 +7,8 @@
 //! - [`authorize`] is the decision pipeline;
 //! - [`audit`] is every scope's audit log;
 //! - [`auth`] checks credentials; [`api`] is the HTTP surface;
-//!   [`server`] puts it together from a [`config::Config`];
+//!   [`server`] puts it together from a [`config::Config`], in a data
+//!   directory that [`datadir`] keeps private;
 //! - [`nesting`] bounds how deeply any JSON Ward accepts may nest.
 
 pub mod api;
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod authorize;
 pub mod cases;
 pub mod config;
+pub mod datadir;
 pub mod ids;
 pub mod limits;
 pub mod metrics;

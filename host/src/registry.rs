@@ -260,7 +260,9 @@ impl Registry {
         let mut removed = 0;
         for slot in self.directory.load().by_id.values() {
             let view = slot.view.load();
-            let keep_ms = u64::from(view.settings.audit_retention_days) * 86_400_000;
+            // A day at least: a setting of 0 stored before the floor
+            // existed never erases the log.
+            let keep_ms = u64::from(view.settings.audit_retention_days.max(1)) * 86_400_000;
             removed += self.audit.prune(&view.record.id, now, keep_ms)?;
         }
         Ok(removed)

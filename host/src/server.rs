@@ -23,6 +23,14 @@ pub enum StartError {
     /// Bad configuration.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The data directory cannot be made Ward's alone.
+    #[error("cannot secure the data directory `{dir}`: {source}")]
+    DataDir {
+        /// The directory.
+        dir: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The data directory cannot be used.
     #[error("cannot open the store in `{dir}`: {source}")]
     Store {
@@ -64,6 +72,10 @@ impl Ward {
     /// prepares authentication. `env_operator_token` is `WARD_ADMIN_TOKEN`.
     pub fn open(config: &Config, env_operator_token: Option<&str>) -> Result<Self, StartError> {
         config.check()?;
+        crate::datadir::secure(&config.data_dir).map_err(|source| StartError::DataDir {
+            dir: config.data_dir.display().to_string(),
+            source,
+        })?;
         let store_dir = config.data_dir.join("db");
         let store: Arc<dyn Store> =
             Arc::new(
@@ -159,29 +171,7 @@ impl Ward {
     ) -> std::io::Result<()> {
         let router = self.router();
         let maintenance = self.start_maintenance();
-        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-        let shutdown = async move {
-            shutdown.await;
-            let _ = stopping.send(());
-        };
-        let serving = axum::serve(listener, router).with_graceful_shutdown(shutdown);
-        // Requests in flight get a bounded time to finish once the signal
-        // came; a stop never waits on a client (or a full audit queue)
-        // for ever.
-        let grace = async move {
-            if stopped.await.is_ok() {
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
-        tokio::select! {
-            served = serving => served?,
-            () = grace => tracing::warn!(
-                grace_secs = SHUTDOWN_GRACE.as_secs(),
-                "requests still in flight after the grace period; stopping without them"
-            ),
-        }
+        serve_http1(listener, router, shutdown).await;
         maintenance.abort();
         let (store, registry) = (Arc::clone(&self.store), Arc::clone(&self.state.registry));
         tokio::task::spawn_blocking(move || {
@@ -204,4 +194,83 @@ impl Ward {
         tracing::info!("stopped; store flushed");
         Ok(())
     }
+}
+
+/// Answers HTTP/1.1 on every connection `listener` accepts until `shutdown`
+/// completes; then stops accepting, lets each connection finish the
+/// request it is on, and returns once all are closed.
+///
+/// The parser buffers request heads up to [`api::PARSER_BUFFER_BYTES`]
+/// (and [`api::PARSER_MAX_HEADERS`] headers), well above the limits the
+/// API enforces with a JSON 431, so that a client over those limits learns
+/// why; only a head beyond the parser's bound gets the parser's bare 431.
+async fn serve_http1(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // No timer: hyper's header read timeout would also close keep-alive
+    // connections idle for 30 s, which clients pooling connections see as
+    // spurious failures; a request is bounded by `http.request_timeout_ms`
+    // once its head is read.
+    http.max_buf_size(api::PARSER_BUFFER_BYTES)
+        .max_headers(api::PARSER_MAX_HEADERS);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    pause_after_accept_error(&err).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let connection = http.serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(router.clone()),
+        );
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    // Requests in flight get a bounded time to finish once the signal
+    // came; a stop never waits on a client (or a full audit queue) for
+    // ever.
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = SHUTDOWN_GRACE.as_secs(),
+            "requests still in flight after the grace period; stopping without them"
+        );
+    }
+}
+
+/// After a failed `accept`: a connection that went away before it was
+/// accepted is no reason to wait; anything else (out of file descriptors,
+/// most often) is given a moment to pass instead of being retried in a
+/// tight loop.
+async fn pause_after_accept_error(err: &std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::ConnectionRefused
+    ) {
+        return;
+    }
+    tracing::warn!(%err, "cannot accept a connection");
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }

@@ -1,8 +1,9 @@
 //! Reading the audit log.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use ward_types::{AuditKind, AuditPage, AuditQuery as AuditParams, Timestamp};
 
+use super::extract::ApiQuery;
 use super::{ApiError, AppState, blocking};
 use crate::audit::AuditQuery;
 use crate::auth::Caller;
@@ -50,7 +51,7 @@ fn parse(params: AuditParams) -> Result<AuditQuery, ApiError> {
 pub async fn tenant(
     State(state): State<AppState>,
     caller: Caller,
-    Query(params): Query<AuditParams>,
+    ApiQuery(params): ApiQuery<AuditParams>,
 ) -> Result<axum::Json<AuditPage>, ApiError> {
     let scope = caller.admin_scope()?;
     read(state, scope.key().to_string(), params).await
@@ -61,7 +62,7 @@ pub async fn tenant(
 pub async fn global(
     State(state): State<AppState>,
     caller: Caller,
-    Query(params): Query<AuditParams>,
+    ApiQuery(params): ApiQuery<AuditParams>,
 ) -> Result<axum::Json<AuditPage>, ApiError> {
     let scope = caller.global_scope()?;
     read(state, scope.key().to_string(), params).await

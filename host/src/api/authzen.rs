@@ -3,13 +3,13 @@
 //! one, `context`: reasons and decision ids are in the native API and the
 //! audit log.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use serde_json::{Map, Value, json};
 use ward_types::{AuthorizeRequest, DecisionResponse, Discovery, Evaluation, Evaluations};
 
 use super::decide::{MAX_BATCH, check_request, decide_all, decide_one, execute_all};
-use super::extract::ApiJson;
+use super::extract::{ApiPath, AuthzenJson};
 use super::{ApiError, AppState};
 use crate::auth::Caller;
 
@@ -30,11 +30,12 @@ fn to_request(value: Value) -> Result<AuthorizeRequest, String> {
 
 /// Access evaluation: may `subject` do `action` on `resource`?
 #[utoipa::path(post, path = "/access/v1/evaluation", tag = "authzen", request_body = AuthorizeRequest,
-    responses((status = 200, body = Evaluation), (status = 400)))]
+    responses((status = 200, body = Evaluation), (status = 400),
+        (status = 429, description = "a tenant limit refused the call; retry after `Retry-After` seconds")))]
 pub async fn evaluation(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(body): ApiJson<Value>,
+    AuthzenJson(body): AuthzenJson<Value>,
 ) -> Result<axum::Json<Evaluation>, ApiError> {
     let request = to_request(body).map_err(|m| ApiError::bad_request("invalid_input", m))?;
     let decision = decide_one(&state, &caller, request).await?;
@@ -54,11 +55,12 @@ enum Semantic {
 /// (default), `deny_on_first_deny` or `permit_on_first_permit`. Without
 /// items, this is a single evaluation.
 #[utoipa::path(post, path = "/access/v1/evaluations", tag = "authzen", request_body = Object,
-    responses((status = 200, body = Evaluations), (status = 400)))]
+    responses((status = 200, body = Evaluations), (status = 400),
+        (status = 429, description = "a tenant limit refused the call; retry after `Retry-After` seconds")))]
 pub async fn evaluations(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(body): ApiJson<Value>,
+    AuthzenJson(body): AuthzenJson<Value>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     let bad = |m: &str| ApiError::bad_request("invalid_input", m.to_string());
@@ -131,7 +133,9 @@ pub async fn evaluations(
     Ok(axum::Json(Evaluations { evaluations }).into_response())
 }
 
-fn discovery_for(headers: &HeaderMap) -> Result<Discovery, ApiError> {
+/// The discovery document; `tenant` names the tenant whose PDP identifier
+/// it describes (`{base}/{tenant}`, the identifier its URL was built from).
+fn discovery_for(headers: &HeaderMap, tenant: Option<&str>) -> Result<Discovery, ApiError> {
     let host = headers
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -153,27 +157,32 @@ fn discovery_for(headers: &HeaderMap) -> Result<Discovery, ApiError> {
     Ok(Discovery {
         access_evaluation_endpoint: format!("{base}/access/v1/evaluation"),
         access_evaluations_endpoint: format!("{base}/access/v1/evaluations"),
-        policy_decision_point: base,
+        policy_decision_point: match tenant {
+            Some(slug) => format!("{base}/{slug}"),
+            None => base,
+        },
     })
 }
 
 /// Where this PDP's endpoints are.
-#[utoipa::path(get, path = "/.well-known/authzen-configuration", tag = "authzen", responses((status = 200, body = Discovery)))]
+#[utoipa::path(get, path = "/.well-known/authzen-configuration", tag = "authzen", security(()),
+    responses((status = 200, body = Discovery), (status = 400, description = "no valid Host header")))]
 pub async fn discovery(headers: HeaderMap) -> Result<axum::Json<Discovery>, ApiError> {
-    Ok(axum::Json(discovery_for(&headers)?))
+    Ok(axum::Json(discovery_for(&headers, None)?))
 }
 
 /// The same, for one tenant (404 when it does not exist). Decisions still
 /// take the tenant from the credential.
 #[utoipa::path(get, path = "/.well-known/authzen-configuration/{tenant_slug}", tag = "authzen",
-    params(("tenant_slug" = String, Path)), responses((status = 200, body = Discovery), (status = 404)))]
+    security(()), params(("tenant_slug" = String, Path)),
+    responses((status = 200, body = Discovery), (status = 400, description = "no valid Host header"), (status = 404)))]
 pub async fn tenant_discovery(
     State(state): State<AppState>,
-    Path(slug): Path<String>,
+    ApiPath(slug): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<axum::Json<Discovery>, ApiError> {
     match state.registry.get_tenant(&slug) {
-        Ok(tenant) if tenant.slug == slug => Ok(axum::Json(discovery_for(&headers)?)),
+        Ok(tenant) if tenant.slug == slug => Ok(axum::Json(discovery_for(&headers, Some(&slug))?)),
         _ => Err(ApiError::not_found(format!(
             "tenant `{}` not found",
             crate::registry::clip(&slug)

@@ -138,6 +138,21 @@ pub async fn admit(
     tenant: &str,
     decisions: usize,
 ) -> Result<Permit, ApiError> {
+    // More decisions in one call than the tenant's burst can never be
+    // admitted, however long the client waits: a client mistake, not a
+    // 429 to retry.
+    if decisions > 1
+        && let Some(view) = state.registry.tenant_view(tenant)
+        && decisions > view.settings.burst as usize
+    {
+        return Err(ApiError::bad_request(
+            "batch_exceeds_burst",
+            format!(
+                "this call asks for {decisions} decisions and this tenant's burst is {}; send at most {} at once",
+                view.settings.burst, view.settings.burst
+            ),
+        ));
+    }
     let count = u32::try_from(decisions).unwrap_or(u32::MAX);
     match state.registry.admit(tenant, count, &caller.actor) {
         Ok(permit) => Ok(permit),
@@ -173,7 +188,7 @@ pub async fn decide_one(
 
 /// Decide one request. A deny is a 200 like an allow.
 #[utoipa::path(post, path = "/v1/authorize", tag = "authorize", request_body = AuthorizeRequest,
-    responses((status = 200, body = DecisionResponse)))]
+    responses((status = 200, body = DecisionResponse), (status = 429, description = "a tenant limit refused the call; retry after `Retry-After` seconds")))]
 pub async fn authorize(
     State(state): State<AppState>,
     caller: Caller,
@@ -185,7 +200,9 @@ pub async fn authorize(
 
 /// Decide up to 100 requests at once.
 #[utoipa::path(post, path = "/v1/authorize/batch", tag = "authorize", request_body = BatchRequest,
-    responses((status = 200, body = BatchResponse)))]
+    responses((status = 200, body = BatchResponse),
+        (status = 400, description = "a malformed item, or more items than the tenant's burst (`batch_exceeds_burst`)"),
+        (status = 429, description = "a tenant limit refused the call; retry after `Retry-After` seconds")))]
 pub async fn batch(
     State(state): State<AppState>,
     caller: Caller,

@@ -186,6 +186,14 @@ impl Fields {
             Some(Either::Object(_)) => return refuse(String::from("action must be a string")),
             None => return refuse(String::from("missing field `action`")),
         };
+        // As in the full form (and AuthZEN), an empty subject or action is
+        // a malformed request, not a question to deny.
+        if agent.is_empty() {
+            return refuse(String::from("agent must not be empty"));
+        }
+        if action.is_empty() {
+            return refuse(String::from("action must not be empty"));
+        }
         // An object, or a string that does not split, is not `type:id`.
         let resource = match self.resource {
             Some(Either::Text(resource)) => Entity::parse_qualified(&resource),
@@ -294,6 +302,14 @@ mod tests {
             (
                 json!({"action": "b", "resource": "c:d"}),
                 "short form: missing field `agent`",
+            ),
+            (
+                json!({"agent": "", "action": "b", "resource": "c:d"}),
+                "short form: agent must not be empty",
+            ),
+            (
+                json!({"agent": "a", "action": "", "resource": "c:d"}),
+                "short form: action must not be empty",
             ),
             (
                 json!({"agent": "a", "action": "b", "resource": "cd"}),

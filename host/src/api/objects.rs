@@ -3,13 +3,13 @@
 //! global scope (`/v1/global/...`, operators only). Reads in a tenant see
 //! inherited global objects; writes touch only the caller's own scope.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::Value;
 use ward_types::{ActivatePolicy, Agent, DataDocument, PolicyInfo, PutAgent, UploadedPolicy};
 
-use super::extract::{ApiBytes, ApiJson};
+use super::extract::{ApiBytes, ApiJson, ApiPath, ApiQuery};
 use super::{ApiError, AppState, Created, NoContent, blocking};
 use crate::auth::Caller;
 use crate::registry::ScopeId;
@@ -93,7 +93,7 @@ async fn delete_agent(
 pub async fn tenant_put_agent(
     State(s): State<AppState>,
     c: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     ApiJson(b): ApiJson<PutAgent>,
 ) -> Result<axum::response::Response, ApiError> {
     put_agent(On::Tenant, s, c, n, b).await
@@ -113,7 +113,7 @@ pub async fn tenant_list_agents(
 pub async fn tenant_get_agent(
     State(s): State<AppState>,
     c: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
 ) -> Result<Json<Agent>, ApiError> {
     get_agent(On::Tenant, s, c, n).await
 }
@@ -123,7 +123,7 @@ pub async fn tenant_get_agent(
 pub async fn tenant_delete_agent(
     State(s): State<AppState>,
     c: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
 ) -> Result<NoContent, ApiError> {
     delete_agent(On::Tenant, s, c, n).await
 }
@@ -134,7 +134,7 @@ pub async fn tenant_delete_agent(
 pub async fn global_put_agent(
     State(s): State<AppState>,
     c: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     ApiJson(b): ApiJson<PutAgent>,
 ) -> Result<axum::response::Response, ApiError> {
     put_agent(On::Global, s, c, n, b).await
@@ -154,7 +154,7 @@ pub async fn global_list_agents(
 pub async fn global_get_agent(
     State(s): State<AppState>,
     c: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
 ) -> Result<Json<Agent>, ApiError> {
     get_agent(On::Global, s, c, n).await
 }
@@ -164,7 +164,7 @@ pub async fn global_get_agent(
 pub async fn global_delete_agent(
     State(s): State<AppState>,
     c: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
 ) -> Result<NoContent, ApiError> {
     delete_agent(On::Global, s, c, n).await
 }
@@ -173,6 +173,7 @@ pub async fn global_delete_agent(
 
 /// Query of a policy upload.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     /// Activate the new version (default true).
     #[serde(default = "yes")]
@@ -182,6 +183,12 @@ pub struct UploadQuery {
 fn yes() -> bool {
     true
 }
+
+/// A policy upload's body: the component's bytes.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct WasmComponent(Vec<u8>);
 
 async fn upload_policy(
     on: On,
@@ -294,13 +301,13 @@ async fn delete_policy(
 /// Upload a new version of a policy (`application/wasm`); active unless
 /// `?activate=false`.
 #[utoipa::path(put, path = "/v1/policies/{name}", tag = "policies", params(("name" = String, Path), UploadQuery),
-    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    request_body(content((WasmComponent = "application/wasm"), (WasmComponent = "application/octet-stream"))),
     responses((status = 201, body = UploadedPolicy), (status = 413), (status = 422, description = "invalid module")))]
 pub async fn tenant_upload_policy(
     State(s): State<AppState>,
     c: Caller,
-    Path(n): Path<String>,
-    Query(q): Query<UploadQuery>,
+    ApiPath(n): ApiPath<String>,
+    ApiQuery(q): ApiQuery<UploadQuery>,
     h: HeaderMap,
     b: ApiBytes,
 ) -> Result<Created<UploadedPolicy>, ApiError> {
@@ -321,7 +328,7 @@ pub async fn tenant_list_policies(
 pub async fn tenant_get_policy(
     State(s): State<AppState>,
     c: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
 ) -> Result<Json<PolicyInfo>, ApiError> {
     get_policy(On::Tenant, s, c, n).await
 }
@@ -332,19 +339,19 @@ pub async fn tenant_get_policy(
 pub async fn tenant_activate_policy(
     State(s): State<AppState>,
     c: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     ApiJson(b): ApiJson<ActivatePolicy>,
 ) -> Result<Json<PolicyInfo>, ApiError> {
     activate_policy(On::Tenant, s, c, n, b).await
 }
 
 /// Set the config passed to the policy with every request (any JSON).
-#[utoipa::path(put, path = "/v1/policies/{name}/config", tag = "policies", params(("name" = String, Path)), request_body = Object,
+#[utoipa::path(put, path = "/v1/policies/{name}/config", tag = "policies", params(("name" = String, Path)), request_body = Value,
     responses((status = 200, body = PolicyInfo)))]
 pub async fn tenant_configure_policy(
     State(s): State<AppState>,
     c: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     ApiJson(b): ApiJson<Value>,
 ) -> Result<Json<PolicyInfo>, ApiError> {
     configure_policy(On::Tenant, s, c, n, b).await
@@ -355,19 +362,20 @@ pub async fn tenant_configure_policy(
 pub async fn tenant_delete_policy(
     State(s): State<AppState>,
     c: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
 ) -> Result<NoContent, ApiError> {
     delete_policy(On::Tenant, s, c, n).await
 }
 
 /// Upload a new version of a global policy.
 #[utoipa::path(put, path = "/v1/global/policies/{name}", tag = "global", params(("name" = String, Path), UploadQuery),
-    request_body(content = Vec<u8>, content_type = "application/wasm"), responses((status = 201, body = UploadedPolicy)))]
+    request_body(content((WasmComponent = "application/wasm"), (WasmComponent = "application/octet-stream"))),
+    responses((status = 201, body = UploadedPolicy), (status = 413), (status = 422, description = "invalid module")))]
 pub async fn global_upload_policy(
     State(s): State<AppState>,
     c: Caller,
-    Path(n): Path<String>,
-    Query(q): Query<UploadQuery>,
+    ApiPath(n): ApiPath<String>,
+    ApiQuery(q): ApiQuery<UploadQuery>,
     h: HeaderMap,
     b: ApiBytes,
 ) -> Result<Created<UploadedPolicy>, ApiError> {
@@ -388,7 +396,7 @@ pub async fn global_list_policies(
 pub async fn global_get_policy(
     State(s): State<AppState>,
     c: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
 ) -> Result<Json<PolicyInfo>, ApiError> {
     get_policy(On::Global, s, c, n).await
 }
@@ -399,19 +407,19 @@ pub async fn global_get_policy(
 pub async fn global_activate_policy(
     State(s): State<AppState>,
     c: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     ApiJson(b): ApiJson<ActivatePolicy>,
 ) -> Result<Json<PolicyInfo>, ApiError> {
     activate_policy(On::Global, s, c, n, b).await
 }
 
 /// Set a global policy's config.
-#[utoipa::path(put, path = "/v1/global/policies/{name}/config", tag = "global", params(("name" = String, Path)), request_body = Object,
+#[utoipa::path(put, path = "/v1/global/policies/{name}/config", tag = "global", params(("name" = String, Path)), request_body = Value,
     responses((status = 200, body = PolicyInfo)))]
 pub async fn global_configure_policy(
     State(s): State<AppState>,
     c: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     ApiJson(b): ApiJson<Value>,
 ) -> Result<Json<PolicyInfo>, ApiError> {
     configure_policy(On::Global, s, c, n, b).await
@@ -422,7 +430,7 @@ pub async fn global_configure_policy(
 pub async fn global_delete_policy(
     State(s): State<AppState>,
     c: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
 ) -> Result<NoContent, ApiError> {
     delete_policy(On::Global, s, c, n).await
 }
@@ -475,12 +483,12 @@ async fn delete_data(
 }
 
 /// Create or replace a data document; the body is the document (any JSON).
-#[utoipa::path(put, path = "/v1/data/{key}", tag = "data", params(("key" = String, Path)), request_body = Object,
+#[utoipa::path(put, path = "/v1/data/{key}", tag = "data", params(("key" = String, Path)), request_body = Value,
     responses((status = 200, body = DataDocument)))]
 pub async fn tenant_put_data(
     State(s): State<AppState>,
     c: Caller,
-    Path(k): Path<String>,
+    ApiPath(k): ApiPath<String>,
     ApiJson(b): ApiJson<Value>,
 ) -> Result<Json<DataDocument>, ApiError> {
     put_data(On::Tenant, s, c, k, b).await
@@ -491,7 +499,7 @@ pub async fn tenant_put_data(
 pub async fn tenant_get_data(
     State(s): State<AppState>,
     c: Caller,
-    Path(k): Path<String>,
+    ApiPath(k): ApiPath<String>,
 ) -> Result<Json<DataDocument>, ApiError> {
     get_data(On::Tenant, s, c, k).await
 }
@@ -501,18 +509,18 @@ pub async fn tenant_get_data(
 pub async fn tenant_delete_data(
     State(s): State<AppState>,
     c: Caller,
-    Path(k): Path<String>,
+    ApiPath(k): ApiPath<String>,
 ) -> Result<NoContent, ApiError> {
     delete_data(On::Tenant, s, c, k).await
 }
 
 /// Create or replace a global data document.
-#[utoipa::path(put, path = "/v1/global/data/{key}", tag = "global", params(("key" = String, Path)), request_body = Object,
+#[utoipa::path(put, path = "/v1/global/data/{key}", tag = "global", params(("key" = String, Path)), request_body = Value,
     responses((status = 200, body = DataDocument)))]
 pub async fn global_put_data(
     State(s): State<AppState>,
     c: Caller,
-    Path(k): Path<String>,
+    ApiPath(k): ApiPath<String>,
     ApiJson(b): ApiJson<Value>,
 ) -> Result<Json<DataDocument>, ApiError> {
     put_data(On::Global, s, c, k, b).await
@@ -523,7 +531,7 @@ pub async fn global_put_data(
 pub async fn global_get_data(
     State(s): State<AppState>,
     c: Caller,
-    Path(k): Path<String>,
+    ApiPath(k): ApiPath<String>,
 ) -> Result<Json<DataDocument>, ApiError> {
     get_data(On::Global, s, c, k).await
 }
@@ -533,7 +541,7 @@ pub async fn global_get_data(
 pub async fn global_delete_data(
     State(s): State<AppState>,
     c: Caller,
-    Path(k): Path<String>,
+    ApiPath(k): ApiPath<String>,
 ) -> Result<NoContent, ApiError> {
     delete_data(On::Global, s, c, k).await
 }

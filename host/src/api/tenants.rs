@@ -1,13 +1,13 @@
 //! Tenants (operator only), the caller's own tenant, and API keys.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::json;
 use ward_types::{
     ApiKeyInfo, AuditKind, CreateKey, CreateTenant, CreatedKey, Tenant, TenantStatus, UpdateTenant,
 };
 
-use super::extract::ApiJson;
+use super::extract::{ApiJson, ApiPath};
 use super::{ApiError, AppState, Created, NoContent, blocking};
 use crate::auth::Caller;
 
@@ -42,7 +42,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> Result<axum::Json<Tenant>, ApiError> {
     caller.require_operator()?;
     Ok(axum::Json(state.registry.get_tenant(&tenant)?))
@@ -54,7 +54,7 @@ pub async fn get(
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateTenant>,
 ) -> Result<axum::Json<Tenant>, ApiError> {
     caller.require_operator()?;
@@ -75,7 +75,7 @@ pub async fn update(
 pub async fn suspend(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> Result<axum::Json<Tenant>, ApiError> {
     set_status(state, caller, tenant, TenantStatus::Suspended).await
 }
@@ -86,7 +86,7 @@ pub async fn suspend(
 pub async fn activate(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> Result<axum::Json<Tenant>, ApiError> {
     set_status(state, caller, tenant, TenantStatus::Active).await
 }
@@ -115,7 +115,7 @@ async fn set_status(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> Result<NoContent, ApiError> {
     caller.require_operator()?;
     let (registry, auth) = (state.registry.clone(), state.auth.clone());
@@ -135,7 +135,7 @@ pub async fn delete(
 pub async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     ApiJson(body): ApiJson<CreateKey>,
 ) -> Result<Created<CreatedKey>, ApiError> {
     caller.require_operator()?;
@@ -210,7 +210,7 @@ pub async fn list_keys(
 pub async fn revoke_key(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<NoContent, ApiError> {
     let tenant = caller.admin_scope()?.key().to_string();
     let (auth, audit) = (state.auth.clone(), state.registry.audit().clone());

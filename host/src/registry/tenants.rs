@@ -21,6 +21,7 @@ impl Registry {
         check_display_name(&request.name)?;
         let overrides = request.settings.unwrap_or_default();
         let settings = self.effective_settings(&overrides)?;
+        self.check_default_policy(&settings, None, None)?;
 
         let _guard = self.lock();
         if self.directory.load().by_slug.contains_key(&request.slug) {
@@ -114,6 +115,11 @@ impl Registry {
             merge_patch(&mut record.settings, patch);
         }
         let settings = self.effective_settings(&record.settings)?;
+        self.check_default_policy(
+            &settings,
+            Some(&current.scope),
+            current.settings.default_policy.as_deref(),
+        )?;
         let details = json!({"name": update.name, "settings": update.settings});
         self.replace_tenant(
             &slot,
@@ -306,6 +312,14 @@ impl Registry {
     fn effective_settings(&self, overrides: &Map<String, Value>) -> Result<TenantSettings> {
         let settings = TenantSettings::from_overrides(overrides)
             .map_err(|err| RegistryError::Invalid(format!("invalid settings: {err}")))?;
+        let host = self.sandbox.config();
+        settings
+            .check(&ward_types::HostBounds {
+                max_module_bytes: host.max_module_bytes as u64,
+                max_memory_bytes: host.max_memory_bytes as u64,
+                max_table_elements: host.max_table_elements as u64,
+            })
+            .map_err(|err| RegistryError::Invalid(format!("invalid settings: {err}")))?;
         self.sandbox
             .check_limits(&settings.sandbox)
             .map_err(RegistryError::Invalid)?;
@@ -328,6 +342,36 @@ impl Registry {
 
 fn deleted_slug_key(slug: &str) -> String {
     format!("deleted-slug/{slug}")
+}
+
+impl Registry {
+    /// Refuses a `default_policy` that names no policy the tenant sees (its
+    /// own, in `own`, or a global one) when it is set or changed; one set
+    /// earlier is not checked again, so that a policy deleted since does
+    /// not block unrelated changes.
+    fn check_default_policy(
+        &self,
+        settings: &TenantSettings,
+        own: Option<&ScopeIndex>,
+        previous: Option<&str>,
+    ) -> Result<()> {
+        let Some(name) = settings.default_policy.as_deref() else {
+            return Ok(());
+        };
+        if previous == Some(name) {
+            return Ok(());
+        }
+        let exists = own.is_some_and(|scope| scope.policies.contains_key(name))
+            || self.global_index().policies.contains_key(name);
+        if exists {
+            Ok(())
+        } else {
+            Err(RegistryError::Invalid(format!(
+                "invalid settings: default_policy `{}` is neither one of this tenant's policies nor a global one",
+                super::clip(name)
+            )))
+        }
+    }
 }
 
 /// RFC 7386 JSON merge patch of one object into another.

@@ -60,6 +60,7 @@ pub struct Agent {
 pub struct PutAgent {
     /// Such as `ai_agent`, `service` or `user`.
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub kind: String,
     /// Defaults to `active`.
     #[serde(default)]

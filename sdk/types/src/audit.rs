@@ -84,7 +84,7 @@ pub struct AuditEntry {
     pub duration_us: Option<u64>,
     /// Anything else: for decisions the request and sandbox usage.
     #[serde(default, skip_serializing_if = "Value::is_null")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub details: Value,
 }
 
@@ -102,6 +102,7 @@ pub struct AuditPage {
 /// Filters of `GET /v1/audit`, all optional, as query parameters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct AuditQuery {
     /// `decision`, `agent_put`, `admin_cross_tenant_access`…
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,15 +112,19 @@ pub struct AuditQuery {
     pub agent: Option<String>,
     /// `true` or `false`: only decisions with this outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<bool>))]
     pub decision: Option<String>,
     /// RFC 3339: entries at or after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(format = DateTime))]
     pub since: Option<String>,
     /// RFC 3339: entries at or before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(format = DateTime))]
     pub until: Option<String>,
     /// Page size, 1–1000 (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<u32>, minimum = 1, maximum = 1000))]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -9,8 +9,10 @@ use crate::Scope;
 pub struct Entity {
     /// Such as `user`, `agent` or `document`.
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub kind: String,
     /// Its id within its type.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub id: String,
     /// Anything else the policy may use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -23,6 +25,7 @@ pub struct Entity {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestAction {
     /// Such as `read`.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub name: String,
     /// Anything else the policy may use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,7 +144,9 @@ pub struct Evaluations {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Discovery {
-    /// The PDP's base URL.
+    /// The PDP's identifier: its base URL, or `{base}/{tenant_slug}` in a
+    /// tenant's document (the identifier that document's URL was built
+    /// from).
     pub policy_decision_point: String,
     /// Where single evaluations go.
     pub access_evaluation_endpoint: String,

@@ -35,6 +35,7 @@ pub struct ApiKeyInfo {
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     /// A label.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
     pub name: String,
     /// What it may do.
     pub role: KeyRole,

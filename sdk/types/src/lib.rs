@@ -22,9 +22,16 @@ pub use error::{ErrorBody, ErrorDetail};
 pub use keys::{ApiKeyInfo, CreateKey, CreatedKey, KeyRole};
 pub use policy::{ActivatePolicy, DataDocument, PolicyInfo, PolicyVersion, UploadedPolicy};
 pub use tenant::{
-    CreateTenant, SandboxLimits, Tenant, TenantKind, TenantSettings, TenantStatus, UpdateTenant,
-    Usage,
+    CreateTenant, HostBounds, SandboxLimits, Tenant, TenantKind, TenantSettings, TenantStatus,
+    UpdateTenant, Usage,
 };
+/// The bounds of tenant settings that do not depend on the host.
+pub mod bounds {
+    pub use crate::tenant::{
+        MAX_AUDIT_RETENTION_DAYS, MAX_TIMEOUT_MS, MIN_FUEL, MIN_HOSTCALL_BYTES, MIN_INSTANCES,
+        MIN_MEMORY_BYTES, MIN_TABLE_ELEMENTS, MIN_TABLES,
+    };
+}
 pub use time::Timestamp;
 
 use serde::{Deserialize, Serialize};

@@ -29,8 +29,9 @@ pub struct PolicyInfo {
     pub active_version: Option<u32>,
     /// Every version kept, oldest first.
     pub versions: Vec<PolicyVersion>,
-    /// Passed to the policy with every request (`null` when unset).
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    /// Passed to the policy with every request: any JSON, `null` when
+    /// unset.
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub config: Value,
     /// When created.
     pub created_at: Timestamp,
@@ -62,8 +63,8 @@ pub struct DataDocument {
     pub key: String,
     /// Where it lives.
     pub scope: Scope,
-    /// The document.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    /// The document: any JSON.
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub value: Value,
     /// When last written.
     pub updated_at: Timestamp,

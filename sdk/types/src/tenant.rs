@@ -109,6 +109,121 @@ impl TenantSettings {
     }
 }
 
+/// The host's bounds that a tenant's settings must stay within (from the
+/// server's configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostBounds {
+    /// The host's largest module (`sandbox.max_module_bytes` of the
+    /// server's configuration).
+    pub max_module_bytes: u64,
+    /// The host's largest policy memory (`sandbox.max_memory_bytes`).
+    pub max_memory_bytes: u64,
+    /// The host's largest table.
+    pub max_table_elements: u64,
+}
+
+// The floors of the sandbox limits leave a wide margin above what a Rust
+// `wasm32-wasip2` policy built with the SDK needs to start and decide (the
+// test guest `probe`: about 1.1 MiB of memory, its 1 MiB stack included,
+// 3 core instances, 2 tables, 100 table elements, under a million fuel, a
+// few KiB through a host call; the builtin `permissions` needs less).
+// Below them every decision such a policy makes would fail.
+
+/// Least `sandbox.memory_bytes`.
+pub const MIN_MEMORY_BYTES: u64 = 2 << 20;
+/// Least `sandbox.max_instances`.
+pub const MIN_INSTANCES: u32 = 8;
+/// Least `sandbox.max_tables`.
+pub const MIN_TABLES: u32 = 4;
+/// Least `sandbox.max_table_elements`.
+pub const MIN_TABLE_ELEMENTS: u32 = 1_000;
+/// Least `sandbox.fuel` when set.
+pub const MIN_FUEL: u64 = 10_000_000;
+/// Least `sandbox.hostcall_bytes`.
+pub const MIN_HOSTCALL_BYTES: u64 = 64 << 10;
+/// Longest `sandbox.timeout_ms`.
+pub const MAX_TIMEOUT_MS: u64 = 60_000;
+/// Longest `audit_retention_days` (a century).
+pub const MAX_AUDIT_RETENTION_DAYS: u32 = 36_500;
+
+impl TenantSettings {
+    /// Checks the settings against the host's bounds and against values
+    /// with which every decision (or every upload) would fail; the error
+    /// names the field.
+    pub fn check(&self, host: &HostBounds) -> Result<(), String> {
+        let between = |name: &str, value: u64, least: u64, most: u64| {
+            if (least..=most).contains(&value) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{name} must be between {least} and {most}; it is {value}"
+                ))
+            }
+        };
+        between(
+            "max_module_bytes",
+            self.max_module_bytes,
+            1,
+            host.max_module_bytes,
+        )?;
+        between(
+            "audit_retention_days",
+            u64::from(self.audit_retention_days),
+            1,
+            u64::from(MAX_AUDIT_RETENTION_DAYS),
+        )?;
+        between(
+            "rate_limit_per_sec",
+            u64::from(self.rate_limit_per_sec),
+            1,
+            u64::from(u32::MAX),
+        )?;
+        between("burst", u64::from(self.burst), 1, u64::from(u32::MAX))?;
+        between(
+            "max_concurrent_evaluations",
+            u64::from(self.max_concurrent_evaluations),
+            1,
+            u64::from(u32::MAX),
+        )?;
+        let sandbox = &self.sandbox;
+        between(
+            "sandbox.memory_bytes",
+            sandbox.memory_bytes,
+            MIN_MEMORY_BYTES,
+            host.max_memory_bytes,
+        )?;
+        between("sandbox.timeout_ms", sandbox.timeout_ms, 1, MAX_TIMEOUT_MS)?;
+        if let Some(fuel) = sandbox.fuel {
+            between("sandbox.fuel", fuel, MIN_FUEL, u64::MAX)?;
+        }
+        between(
+            "sandbox.hostcall_bytes",
+            sandbox.hostcall_bytes,
+            MIN_HOSTCALL_BYTES,
+            u64::MAX,
+        )?;
+        between(
+            "sandbox.max_instances",
+            u64::from(sandbox.max_instances),
+            u64::from(MIN_INSTANCES),
+            u64::from(u32::MAX),
+        )?;
+        between(
+            "sandbox.max_tables",
+            u64::from(sandbox.max_tables),
+            u64::from(MIN_TABLES),
+            u64::from(u32::MAX),
+        )?;
+        between(
+            "sandbox.max_table_elements",
+            u64::from(sandbox.max_table_elements),
+            u64::from(MIN_TABLE_ELEMENTS),
+            host.max_table_elements,
+        )?;
+        Ok(())
+    }
+}
+
 /// The limits one evaluation runs under (tenant setting `sandbox`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -151,8 +266,13 @@ impl Default for SandboxLimits {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateTenant {
     /// Unique short name.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", min_length = 1, max_length = 63)
+    )]
     pub slug: String,
     /// Display name.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
     pub name: String,
     /// Defaults to `organization`.
     #[serde(default)]
@@ -169,6 +289,7 @@ pub struct CreateTenant {
 pub struct UpdateTenant {
     /// A new display name.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
     pub name: Option<String>,
     /// A merge patch: omitted fields keep their value, `null` resets one
     /// to its default.
@@ -201,4 +322,47 @@ pub struct Usage {
     pub too_many_evaluations: u64,
     /// Calls refused for an exhausted budget since the server started.
     pub budget_exhausted: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOST: HostBounds = HostBounds {
+        max_module_bytes: 32 << 20,
+        max_memory_bytes: 256 << 20,
+        max_table_elements: 20_000,
+    };
+
+    #[test]
+    fn the_defaults_are_within_every_bound() {
+        assert_eq!(TenantSettings::default().check(&HOST), Ok(()));
+    }
+
+    /// A field's name, and a change that takes it out of its range.
+    type Spoiler = (&'static str, fn(&mut TenantSettings));
+
+    #[test]
+    fn each_value_out_of_range_is_refused_naming_its_field() {
+        let cases: [Spoiler; 10] = [
+            ("max_module_bytes", |s| s.max_module_bytes = (32 << 20) + 1),
+            ("audit_retention_days", |s| s.audit_retention_days = 0),
+            ("burst", |s| s.burst = 0),
+            ("sandbox.memory_bytes", |s| s.sandbox.memory_bytes = 1),
+            ("sandbox.memory_bytes", |s| s.sandbox.memory_bytes = 1 << 30),
+            ("sandbox.max_instances", |s| s.sandbox.max_instances = 0),
+            ("sandbox.max_tables", |s| s.sandbox.max_tables = 0),
+            ("sandbox.fuel", |s| s.sandbox.fuel = Some(1)),
+            ("sandbox.hostcall_bytes", |s| s.sandbox.hostcall_bytes = 0),
+            ("sandbox.max_table_elements", |s| {
+                s.sandbox.max_table_elements = 20_001
+            }),
+        ];
+        for (field, spoil) in cases {
+            let mut settings = TenantSettings::default();
+            spoil(&mut settings);
+            let refused = settings.check(&HOST).err().unwrap_or_default();
+            assert!(refused.starts_with(field), "{field}: {refused}");
+        }
+    }
 }
