@@ -394,6 +394,8 @@ async fn discovery_documents() {
         tenant.body["access_evaluations_endpoint"],
         doc.body["access_evaluations_endpoint"]
     );
+    // Anyone may ask, so the answer never tells whether a tenant exists:
+    // every well-formed slug gets its document, an ill-formed one a 404.
     let unknown = server
         .call(
             "GET",
@@ -403,5 +405,19 @@ async fn discovery_documents() {
             Body::None,
         )
         .await;
-    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.status, 200);
+    assert_eq!(
+        unknown.body["policy_decision_point"],
+        format!("{}/nobody", server.base)
+    );
+    let ill_formed = server
+        .call(
+            "GET",
+            "/.well-known/authzen-configuration/Not_A_Slug",
+            None,
+            None,
+            Body::None,
+        )
+        .await;
+    assert_eq!(ill_formed.status, 404);
 }

@@ -314,6 +314,7 @@ impl Remote {
         let text = self
             .http
             .get(format!("{}/metrics", self.base))
+            .bearer_auth(OPERATOR)
             .send()
             .await
             .unwrap()

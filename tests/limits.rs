@@ -395,7 +395,9 @@ async fn ten_thousand_decisions_from_32_clients_are_all_in_the_log() {
     assert_eq!(logged.len(), 10_000);
     assert_eq!(logged.into_iter().collect::<HashSet<_>>(), answered);
 
-    let metrics = server.call("GET", "/metrics", None, None, Body::None).await;
+    let metrics = server
+        .call("GET", "/metrics", Some(OPERATOR), None, Body::None)
+        .await;
     let text = metrics.body.as_str().unwrap();
     assert!(text.contains("outcome=\"allow\"} 10000"), "{text}");
     assert!(text.contains("ward_decision_duration_seconds_count 10000"));
@@ -407,7 +409,9 @@ async fn metrics_can_leave_tenants_out() {
     let server = TestServer::start_with("[metrics]\ntenant_labels = false\n").await;
     let key = tenant_with(&server, "acme", json!({})).await;
     server.post("/v1/authorize", &key, decision()).await;
-    let metrics = server.call("GET", "/metrics", None, None, Body::None).await;
+    let metrics = server
+        .call("GET", "/metrics", Some(OPERATOR), None, Body::None)
+        .await;
     let text = metrics.body.as_str().unwrap();
     assert!(
         text.contains("ward_decisions_total{outcome=\"allow\"} 1"),

@@ -10,7 +10,7 @@ mod data;
 mod index;
 mod names;
 
-pub(crate) use names::clip;
+pub(crate) use names::{check_slug, clip};
 mod policies;
 mod tenants;
 

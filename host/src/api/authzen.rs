@@ -171,19 +171,20 @@ pub async fn discovery(headers: HeaderMap) -> Result<axum::Json<Discovery>, ApiE
     Ok(axum::Json(discovery_for(&headers, None)?))
 }
 
-/// The same, for one tenant (404 when it does not exist). Decisions still
-/// take the tenant from the credential.
+/// The same, for one tenant. Anyone may ask, so every well-formed slug
+/// gets its document whether or not such a tenant exists (an ill-formed
+/// one is 404): the answer tells nobody which tenants there are. Decisions
+/// still take the tenant from the credential.
 #[utoipa::path(get, path = "/.well-known/authzen-configuration/{tenant_slug}", tag = "authzen",
     security(()), params(("tenant_slug" = String, Path)),
     responses((status = 200, body = Discovery), (status = 400, description = "no valid Host header"), (status = 404)))]
 pub async fn tenant_discovery(
-    State(state): State<AppState>,
     ApiPath(slug): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<axum::Json<Discovery>, ApiError> {
-    match state.registry.get_tenant(&slug) {
-        Ok(tenant) if tenant.slug == slug => Ok(axum::Json(discovery_for(&headers, Some(&slug))?)),
-        _ => Err(ApiError::not_found(format!(
+    match crate::registry::check_slug(&slug) {
+        Ok(()) => Ok(axum::Json(discovery_for(&headers, Some(&slug))?)),
+        Err(_) => Err(ApiError::not_found(format!(
             "tenant `{}` not found",
             crate::registry::clip(&slug)
         ))),

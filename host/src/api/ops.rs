@@ -46,17 +46,22 @@ pub async fn usage(
     Ok(axum::Json(state.registry.usage(scope.key())?))
 }
 
-/// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", tag = "operations", security(()), responses((status = 200, content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+/// Prometheus metrics (operator): they name every tenant and its counts,
+/// so anonymous callers get none.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    caller: crate::auth::Caller,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    caller.require_operator()?;
     let body = render_metrics(&state);
-    (
+    Ok((
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
         body,
-    )
+    ))
 }
 
 fn render_metrics(state: &AppState) -> String {
