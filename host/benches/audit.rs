@@ -28,6 +28,7 @@ fn entry() -> AuditEntry {
         id: id.to_string(),
         time: Timestamp(id.timestamp_ms()),
         actor: String::from("key:01J8Z3B7Q4W2X5Y6Z7A8B9C0D1"),
+        on_behalf_of: None,
         kind: AuditKind::Decision,
         target: None,
         decision: Some(true),

@@ -329,11 +329,31 @@ fn matches(query: &AuditQuery, entry: &AuditEntry) -> bool {
 }
 
 /// A management event entry, stamped now.
+/// Joins an actor and the user it acts for into the one actor string that
+/// travels with a request to the audit log (see [`split_actor`]).
+pub fn acting_for(actor: &str, user: &str) -> String {
+    format!("{actor}{ACTING_FOR}{user}")
+}
+
+/// The actor and, when it acted for a user, that user.
+pub fn split_actor(actor: &str) -> (&str, Option<&str>) {
+    match actor.split_once(ACTING_FOR) {
+        Some((actor, user)) => (actor, Some(user)),
+        None => (actor, None),
+    }
+}
+
+/// Separates an actor from the user it acts for; a control character, so
+/// it occurs in neither (both are checked to be printable).
+const ACTING_FOR: char = '\u{1f}';
+
 fn event_entry(actor: &str, kind: AuditKind, target: Option<&str>, details: Value) -> AuditEntry {
+    let (actor, on_behalf_of) = split_actor(actor);
     AuditEntry {
         id: crate::ids::next_ulid().to_string(),
         time: Timestamp::now(),
         actor: actor.to_string(),
+        on_behalf_of: on_behalf_of.map(str::to_string),
         kind,
         target: target.map(str::to_string),
         decision: None,

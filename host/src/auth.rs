@@ -8,6 +8,7 @@ pub mod keys;
 
 use std::sync::Arc;
 
+use axum::http::{HeaderMap, HeaderName};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use ward_types::{CreateTenant, KeyRole, TenantKind};
@@ -57,6 +58,9 @@ pub enum AuthError {
     /// `X-Tenant-ID` names a tenant the credential does not belong to.
     #[error("{0}")]
     TenantMismatch(String),
+    /// A header that cannot be read (not ASCII, too long).
+    #[error("{0}")]
+    BadHeader(String),
     /// The operator named a tenant that does not exist.
     #[error("tenant `{0}` not found")]
     UnknownTenant(String),
@@ -80,6 +84,35 @@ pub struct Authenticator {
     keys: Arc<ApiKeys>,
     jwt: JwtVerifier,
     registry: Arc<Registry>,
+    /// A header an operator may name its tenant in beside `X-Tenant-ID`.
+    operator_tenant_header: Option<HeaderName>,
+}
+
+/// The header naming the tenant a request acts in.
+pub const TENANT_HEADER: &str = "x-tenant-id";
+
+/// Longest header value Ward reads for a tenant or an acting user.
+const MAX_HEADER_VALUE: usize = 256;
+
+/// The value of header `name`, if sent: printable ASCII of at most
+/// [`MAX_HEADER_VALUE`] bytes.
+fn header_value<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, AuthError> {
+    let Some(value) = headers.get(name) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .ok()
+        .filter(|text| {
+            text.len() <= MAX_HEADER_VALUE
+                && text.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        })
+        .ok_or_else(|| {
+            AuthError::BadHeader(format!(
+                "header {name} must be printable ASCII of at most {MAX_HEADER_VALUE} bytes"
+            ))
+        })?;
+    Ok(Some(text))
 }
 
 impl Authenticator {
@@ -95,7 +128,15 @@ impl Authenticator {
             keys,
             jwt,
             registry,
+            operator_tenant_header: None,
         }
+    }
+
+    /// Lets operators name their tenant in `header` too.
+    pub fn with_operator_tenant_header(mut self, header: Option<&str>) -> Self {
+        self.operator_tenant_header =
+            header.and_then(|name| HeaderName::from_bytes(name.as_bytes()).ok());
+        self
     }
 
     /// The API keys.
@@ -103,11 +144,12 @@ impl Authenticator {
         &self.keys
     }
 
-    /// Resolves the `Authorization` header and `X-Tenant-ID` into a caller.
+    /// Resolves the `Authorization` header and the request's tenant
+    /// headers into a caller.
     pub fn authenticate(
         &self,
         authorization: Option<&str>,
-        tenant_header: Option<&str>,
+        headers: &HeaderMap,
     ) -> Result<Caller, AuthError> {
         let header = authorization.ok_or(AuthError::Missing)?;
         let token = match header.split_once(' ') {
@@ -122,20 +164,40 @@ impl Authenticator {
                 )));
             }
         };
+        let tenant_header = header_value(headers, TENANT_HEADER)?;
         if constant_time_eq(
             &Sha256::digest(token.as_bytes()).into(),
             &self.operator_hash,
         ) {
-            return self.operator("operator", tenant_header);
+            return self.operator("operator", self.operator_tenant(headers)?);
         }
         if token.starts_with("wk_") {
             return self.api_key(token, tenant_header);
         }
         if token.matches('.').count() == 2 && self.jwt.is_enabled() {
             let identity = self.jwt.verify(token)?;
-            return self.jwt_caller(identity, tenant_header);
+            return self.jwt_caller(identity, headers);
         }
         Err(AuthError::InvalidToken(String::from("unknown token")))
+    }
+
+    /// The tenant an operator names: `X-Tenant-ID`, or the configured
+    /// alias (the two must agree when both are sent).
+    fn operator_tenant<'a>(&self, headers: &'a HeaderMap) -> Result<Option<&'a str>, AuthError> {
+        let standard = header_value(headers, TENANT_HEADER)?;
+        let alias = match &self.operator_tenant_header {
+            Some(name) => header_value(headers, name.as_str())?,
+            None => None,
+        };
+        match (standard, alias) {
+            (Some(one), Some(other)) if one != other => Err(AuthError::TenantMismatch(format!(
+                "X-Tenant-ID and {} name different tenants",
+                self.operator_tenant_header
+                    .as_ref()
+                    .map_or("", HeaderName::as_str)
+            ))),
+            (standard, alias) => Ok(standard.or(alias)),
+        }
     }
 
     fn operator(&self, actor: &str, tenant_header: Option<&str>) -> Result<Caller, AuthError> {
@@ -184,14 +246,26 @@ impl Authenticator {
         })
     }
 
-    fn jwt_caller(
-        &self,
-        identity: JwtIdentity,
-        tenant_header: Option<&str>,
-    ) -> Result<Caller, AuthError> {
-        let actor = format!("jwt:{}", identity.subject);
+    fn jwt_caller(&self, identity: JwtIdentity, headers: &HeaderMap) -> Result<Caller, AuthError> {
+        let bounds = &identity.bounds;
+        let mut actor = format!(
+            "jwt:{}",
+            identity.subject.replace(|c: char| c.is_control(), "")
+        );
+        if let Some(name) = &bounds.acting_user_header
+            && let Some(user) = header_value(headers, name)?
+        {
+            actor = crate::audit::acting_for(&actor, user);
+        }
         if identity.operator {
-            return self.operator(&actor, tenant_header);
+            return self.operator(&actor, self.operator_tenant(headers)?);
+        }
+        let tenant_header = header_value(headers, &bounds.tenant_header)?;
+        if bounds.require_tenant_header && tenant_header.is_none() {
+            return Err(AuthError::Forbidden(format!(
+                "tokens of this issuer name their tenant in the {} header",
+                bounds.tenant_header
+            )));
         }
         // Every check comes before anything is created: the membership the
         // request acts in, the role, the issuer's bounds and `iat`. Only a
@@ -207,7 +281,6 @@ impl Authenticator {
                 "token grants no Ward role (admin or authorize) in this tenant",
             )));
         };
-        let bounds = &identity.bounds;
         let issued_at = identity.issued_at_ms.ok_or_else(|| {
             AuthError::InvalidToken(String::from("token lacks `iat`, which tenant tokens need"))
         })?;

@@ -281,6 +281,8 @@ struct DecisionEntry<'a> {
     id: &'a str,
     time: Timestamp,
     actor: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    on_behalf_of: Option<&'a str>,
     kind: AuditKind,
     decision: bool,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
@@ -313,10 +315,12 @@ struct UsageDetails {
 impl<'a> DecisionEntry<'a> {
     fn new(outcome: &'a DecisionOutcome, request: &'a AuthorizeRequest, actor: &'a str) -> Self {
         let response = &outcome.response;
+        let (actor, on_behalf_of) = crate::audit::split_actor(actor);
         DecisionEntry {
             id: &response.decision_id,
             time: Timestamp::now(),
             actor,
+            on_behalf_of,
             kind: AuditKind::Decision,
             decision: response.decision,
             reasons: &response.reasons,

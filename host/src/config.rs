@@ -136,6 +136,13 @@ impl Config {
         for issuer in &self.auth.jwt {
             issuer.check()?;
         }
+        if let Some(header) = &self.auth.operator_tenant_header
+            && axum::http::HeaderName::from_bytes(header.as_bytes()).is_err()
+        {
+            return Err(ConfigError::Invalid(String::from(
+                "auth.operator_tenant_header must be a header name",
+            )));
+        }
         Ok(())
     }
 
@@ -300,6 +307,10 @@ impl Default for MetricsSection {
 pub struct AuthConfig {
     /// Trusted JWT issuers.
     pub jwt: Vec<JwtIssuer>,
+    /// Another header an operator may name the tenant to act in with,
+    /// beside `X-Tenant-ID` (for platforms whose gateways already send
+    /// one, e.g. `X-Aegis-Tenant`).
+    pub operator_tenant_header: Option<String>,
 }
 
 /// One trusted JWT issuer.
@@ -360,6 +371,18 @@ pub struct JwtIssuer {
     /// The kind of the tenants this issuer provisions.
     #[serde(default)]
     pub provision_kind: ward_types::TenantKind,
+    /// The header a caller with this issuer's tokens names its tenant in
+    /// (machine callers' gateways often have their own, e.g. `snc-tenant`).
+    #[serde(default = "default_tenant_header")]
+    pub tenant_header: String,
+    /// Whether every request with this issuer's tokens must name its
+    /// tenant in `tenant_header` (a missing header is 403).
+    #[serde(default)]
+    pub require_tenant_header: bool,
+    /// A header naming the user a machine caller acts for; its value is
+    /// recorded in the audit log as `on_behalf_of`.
+    #[serde(default)]
+    pub acting_user_header: Option<String>,
     /// Claim naming the tenant (slug or id), or a list of memberships:
     /// strings, or objects `{"tenant": "...", "roles": [...]}`.
     #[serde(default = "default_tenant_claim")]
@@ -376,6 +399,10 @@ pub struct JwtIssuer {
     /// Create the tenant named by a valid token on first sight.
     #[serde(default)]
     pub auto_provision: bool,
+}
+
+fn default_tenant_header() -> String {
+    String::from("x-tenant-id")
 }
 
 fn default_tenant_claim() -> String {
@@ -463,6 +490,12 @@ impl JwtIssuer {
             && (names_slug(&self.jwks_file) || names_slug(&self.jwks_uri))
         {
             return invalid("`{slug}` in a key source needs an issuer_pattern");
+        }
+        let headers = std::iter::once(&self.tenant_header).chain(&self.acting_user_header);
+        for header in headers {
+            if axum::http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                return invalid("tenant_header and acting_user_header must be header names");
+            }
         }
         if let Some(patterns) = &self.tenants
             && patterns.iter().any(|p| p.is_empty() || p.len() > 128)

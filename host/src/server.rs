@@ -98,12 +98,10 @@ impl Ward {
             config.admin_token_sha256.as_deref(),
             store.as_ref(),
         )?;
-        let auth = Arc::new(Authenticator::new(
-            operator_hash,
-            keys,
-            jwt,
-            Arc::clone(&registry),
-        ));
+        let auth = Arc::new(
+            Authenticator::new(operator_hash, keys, jwt, Arc::clone(&registry))
+                .with_operator_tenant_header(config.auth.operator_tenant_header.as_deref()),
+        );
         Ok(Ward {
             state: AppState {
                 registry,

@@ -147,6 +147,7 @@ impl From<AuthError> for ApiError {
             AuthError::TenantRequired(_) => (StatusCode::BAD_REQUEST, "tenant_required"),
             AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AuthError::TenantNotAllowed(_) => (StatusCode::FORBIDDEN, "tenant_not_allowed"),
+            AuthError::BadHeader(_) => (StatusCode::BAD_REQUEST, "invalid_input"),
             AuthError::Store(_) => return ApiError::internal(err),
         };
         ApiError::new(status, code, err.to_string())

@@ -127,8 +127,7 @@ fn bytes_rejection(rejection: BytesRejection) -> ApiError {
     }
 }
 
-/// Header naming the tenant an operator (or a multi-tenant JWT) acts in.
-pub const TENANT_HEADER: &str = "x-tenant-id";
+pub use crate::auth::TENANT_HEADER;
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
@@ -137,22 +136,15 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = |name| {
-            parts
-                .headers
-                .get(name)
-                .map(|value| {
-                    value.to_str().map_err(|_| {
-                        ApiError::bad_request(
-                            "invalid_input",
-                            format!("header {name} is not ASCII"),
-                        )
-                    })
+        let authorization = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .map(|value| {
+                value.to_str().map(str::to_string).map_err(|_| {
+                    ApiError::bad_request("invalid_input", "header authorization is not ASCII")
                 })
-                .transpose()
-        };
-        let authorization = header(axum::http::header::AUTHORIZATION.as_str())?.map(str::to_string);
-        let tenant = header(TENANT_HEADER)?.map(str::to_string);
+            })
+            .transpose()?;
         // API keys and the operator token are checked in memory, here; a
         // JWT may need its issuer's keys fetched or its tenant provisioned,
         // so it is verified on a blocking thread.
@@ -161,12 +153,12 @@ impl FromRequestParts<AppState> for Caller {
             .is_some_and(|value| value.matches('.').count() == 2);
         let caller = if jwt {
             let auth = state.auth.clone();
-            blocking(move || Ok(auth.authenticate(authorization.as_deref(), tenant.as_deref())?))
-                .await?
+            let headers = parts.headers.clone();
+            blocking(move || Ok(auth.authenticate(authorization.as_deref(), &headers)?)).await?
         } else {
             state
                 .auth
-                .authenticate(authorization.as_deref(), tenant.as_deref())?
+                .authenticate(authorization.as_deref(), &parts.headers)?
         };
         if caller.cross_tenant
             && let Some(tenant) = caller.tenant.clone()

@@ -46,6 +46,12 @@ pub struct IssuerBounds {
     pub tenants: Option<Vec<String>>,
     /// Clock skew tolerated, in seconds.
     pub leeway_secs: u64,
+    /// The header its callers name their tenant in (lower case).
+    pub tenant_header: String,
+    /// Whether that header is required.
+    pub require_tenant_header: bool,
+    /// The header naming the user a machine caller acts for.
+    pub acting_user_header: Option<String>,
 }
 
 impl IssuerBounds {
@@ -398,6 +404,12 @@ fn load_issuer(config: &JwtIssuer) -> Result<Issuer, IssuerError> {
         provision_kind: config.provision_kind,
         tenants: config.tenants.clone(),
         leeway_secs: config.leeway_secs,
+        tenant_header: config.tenant_header.to_ascii_lowercase(),
+        require_tenant_header: config.require_tenant_header,
+        acting_user_header: config
+            .acting_user_header
+            .as_ref()
+            .map(|h| h.to_ascii_lowercase()),
     });
     Ok(Issuer {
         config: config.clone(),

@@ -62,6 +62,10 @@ pub struct AuditEntry {
     pub time: Timestamp,
     /// Who: `key:<id>`, `jwt:<sub>`, `operator` or `system`.
     pub actor: String,
+    /// The user a machine caller acted for, from its issuer's
+    /// `acting_user_header`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
     /// What happened.
     pub kind: AuditKind,
     /// The object concerned (agent, policy, key…), if any.
