@@ -27,6 +27,21 @@ pub enum Role {
     Admin,
     /// Decide only.
     Authorize,
+    /// A person signed in through a self-service issuer, acting in no
+    /// tenant: may create one, list its own (`GET /v1/me`).
+    User,
+}
+
+/// The person behind a JWT, as far as Ward needs them beyond the request's
+/// tenant: for tenant self-service and `GET /v1/me`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Who: the verified `iss` and `sub`.
+    pub owner: ward_types::TenantOwner,
+    /// What the issuer may do.
+    pub bounds: Arc<jwt::IssuerBounds>,
+    /// The tenants the token names, with the roles it gives in each.
+    pub memberships: Vec<(String, Vec<String>)>,
 }
 
 /// An authenticated caller.
@@ -41,6 +56,8 @@ pub struct Caller {
     /// An operator acting inside a tenant: audited as
     /// `admin_cross_tenant_access`.
     pub cross_tenant: bool,
+    /// For JWTs: the person, their issuer and memberships.
+    pub principal: Option<Principal>,
 }
 
 /// Why a caller was refused.
@@ -215,6 +232,7 @@ impl Authenticator {
             role: Role::Operator,
             cross_tenant: tenant.is_some(),
             tenant,
+            principal: None,
         })
     }
 
@@ -243,6 +261,7 @@ impl Authenticator {
             },
             tenant: Some(tenant.id),
             cross_tenant: false,
+            principal: None,
         })
     }
 
@@ -266,6 +285,52 @@ impl Authenticator {
                 "tokens of this issuer name their tenant in the {} header",
                 bounds.tenant_header
             )));
+        }
+        let principal = Principal {
+            owner: ward_types::TenantOwner {
+                issuer: identity.issuer.clone(),
+                subject: identity.subject.clone(),
+            },
+            bounds: Arc::clone(bounds),
+            memberships: identity
+                .memberships
+                .iter()
+                .map(|m| {
+                    (
+                        m.tenant.clone(),
+                        m.roles.clone().unwrap_or_else(|| identity.roles.clone()),
+                    )
+                })
+                .collect(),
+        };
+        // A self-service user naming no tenant acts in none; one naming a
+        // tenant they created acts there as its admin.
+        if bounds.self_service {
+            match tenant_header {
+                None if identity.memberships.is_empty() => {
+                    return Ok(Caller {
+                        actor,
+                        role: Role::User,
+                        tenant: None,
+                        cross_tenant: false,
+                        principal: Some(principal),
+                    });
+                }
+                Some(named) => {
+                    if let Ok(tenant) = self.registry.get_tenant(named)
+                        && tenant.owner.as_ref() == Some(&principal.owner)
+                    {
+                        return Ok(Caller {
+                            actor,
+                            role: Role::Admin,
+                            tenant: Some(tenant.id),
+                            cross_tenant: false,
+                            principal: Some(principal),
+                        });
+                    }
+                }
+                None => {}
+            }
         }
         // Every check comes before anything is created: the membership the
         // request acts in, the role, the issuer's bounds and `iat`. Only a
@@ -323,6 +388,7 @@ impl Authenticator {
             role,
             tenant: Some(tenant.id),
             cross_tenant: false,
+            principal: Some(principal),
         })
     }
 

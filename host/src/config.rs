@@ -383,6 +383,11 @@ pub struct JwtIssuer {
     /// recorded in the audit log as `on_behalf_of`.
     #[serde(default)]
     pub acting_user_header: Option<String>,
+    /// Whether this issuer's users may create organization tenants of their
+    /// own (`POST /v1/tenants` with their token), owning and able to
+    /// delete them.
+    #[serde(default)]
+    pub self_service: bool,
     /// Claim naming the tenant (slug or id), or a list of memberships:
     /// strings, or objects `{"tenant": "...", "roles": [...]}`.
     #[serde(default = "default_tenant_claim")]

@@ -189,6 +189,9 @@ impl Caller {
             (Role::Authorize, _) => Err(ApiError::forbidden(
                 "this API key may only ask for decisions",
             )),
+            (Role::User, _) => Err(ApiError::forbidden(
+                "this token acts in no tenant: name one with X-Tenant-ID",
+            )),
             (_, Some(tenant)) => Ok(ScopeId::Tenant(tenant.clone())),
             (_, None) => Err(ApiError::bad_request(
                 "tenant_required",

@@ -4,26 +4,166 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::json;
 use ward_types::{
-    ApiKeyInfo, AuditKind, CreateKey, CreateTenant, CreatedKey, Tenant, TenantStatus, UpdateTenant,
+    ApiKeyInfo, AuditKind, CreateKey, CreateTenant, CreatedKey, Me, MyTenant,
+    TENANT_ADJUSTABLE_SETTINGS, Tenant, TenantStatus, UpdateTenant,
 };
 
 use super::extract::{ApiJson, ApiPath};
 use super::{ApiError, AppState, Created, NoContent, blocking};
-use crate::auth::Caller;
+use crate::auth::{Caller, Role};
 
 const TAG: &str = "tenants";
 
-/// Create a tenant.
+/// Create a tenant: the operator, or a user of a self-service issuer, who
+/// then owns the new organization tenant (and no API key ever may).
 #[utoipa::path(post, path = "/v1/tenants", tag = TAG, request_body = CreateTenant,
     responses((status = 201, body = Tenant), (status = 409, description = "slug taken")))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(body): ApiJson<CreateTenant>,
+    ApiJson(mut body): ApiJson<CreateTenant>,
 ) -> Result<Created<Tenant>, ApiError> {
-    caller.require_operator()?;
+    let owner = if caller.role == Role::Operator {
+        None
+    } else {
+        let principal = caller
+            .principal
+            .as_ref()
+            .filter(|principal| principal.bounds.self_service)
+            .ok_or_else(|| {
+                ApiError::forbidden("tenants are created by the operator or through self-service")
+            })?;
+        if !principal.bounds.allows(&body.slug) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "tenant_not_allowed",
+                "this issuer may not name a tenant with that slug",
+            ));
+        }
+        if let Some(settings) = &body.settings {
+            check_adjustable(settings)?;
+        }
+        body.kind = ward_types::TenantKind::Organization;
+        Some(principal.owner.clone())
+    };
     let registry = state.registry.clone();
-    blocking(move || Ok(Created(registry.create_tenant(body, &caller.actor)?))).await
+    blocking(move || {
+        Ok(Created(registry.create_owned_tenant(
+            body,
+            &caller.actor,
+            owner,
+        )?))
+    })
+    .await
+}
+
+/// Refuses settings a tenant's own admins may not set.
+fn check_adjustable(settings: &serde_json::Map<String, serde_json::Value>) -> Result<(), ApiError> {
+    match settings
+        .keys()
+        .find(|key| !TENANT_ADJUSTABLE_SETTINGS.contains(&key.as_str()))
+    {
+        Some(field) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "setting_not_adjustable",
+            format!(
+                "`{}` is set by the operator; a tenant adjusts only {}",
+                crate::registry::clip(field),
+                TENANT_ADJUSTABLE_SETTINGS.join(", ")
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Change the caller's own tenant: its name and the settings a tenant
+/// adjusts itself (`default_policy`, `audit_retention_days`,
+/// `allowed_agent_types`); quotas, budgets and sandbox limits stay with the
+/// operator (403 naming the field).
+#[utoipa::path(patch, path = "/v1/tenant", tag = TAG, request_body = UpdateTenant,
+    responses((status = 200, body = Tenant)))]
+pub async fn update_own(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<UpdateTenant>,
+) -> Result<axum::Json<Tenant>, ApiError> {
+    let tenant = caller.admin_scope()?.key().to_string();
+    if let Some(settings) = &body.settings {
+        check_adjustable(settings)?;
+    }
+    let registry = state.registry.clone();
+    blocking(move || {
+        Ok(axum::Json(registry.update_tenant(
+            &tenant,
+            body,
+            &caller.actor,
+        )?))
+    })
+    .await
+}
+
+/// Who the caller is and the tenants it may act in, with its roles in
+/// each: a tenant switcher's data.
+#[utoipa::path(get, path = "/v1/me", tag = TAG, responses((status = 200, body = Me)))]
+pub async fn me(State(state): State<AppState>, caller: Caller) -> axum::Json<Me> {
+    let (actor, _) = crate::audit::split_actor(&caller.actor);
+    let registry = &state.registry;
+    let mine = |tenant: Tenant, roles: Vec<String>| MyTenant {
+        id: tenant.id,
+        slug: tenant.slug,
+        name: tenant.name,
+        roles,
+    };
+    let mut tenants: Vec<MyTenant> = Vec::new();
+    match &caller.principal {
+        Some(principal) => {
+            for (named, roles) in &principal.memberships {
+                let roles: Vec<String> = roles
+                    .iter()
+                    .filter(|role| matches!(role.as_str(), "admin" | "authorize"))
+                    .cloned()
+                    .collect();
+                if let Ok(tenant) = registry.get_tenant(named)
+                    && principal.bounds.allows(&tenant.slug)
+                    && !roles.is_empty()
+                {
+                    tenants.push(mine(tenant, roles));
+                }
+            }
+            if principal.bounds.self_service {
+                for tenant in registry.list_tenants() {
+                    if tenant.owner.as_ref() == Some(&principal.owner)
+                        && !tenants.iter().any(|t| t.id == tenant.id)
+                    {
+                        tenants.push(mine(
+                            tenant,
+                            vec![String::from("owner"), String::from("admin")],
+                        ));
+                    }
+                }
+            }
+        }
+        None if caller.role != Role::Operator => {
+            if let Some(tenant) = caller
+                .tenant
+                .as_ref()
+                .and_then(|id| registry.get_tenant(id).ok())
+            {
+                let role = if caller.role == Role::Admin {
+                    "admin"
+                } else {
+                    "authorize"
+                };
+                tenants.push(mine(tenant, vec![role.to_string()]));
+            }
+        }
+        None => {}
+    }
+    axum::Json(Me {
+        actor: actor.to_string(),
+        operator: caller.role == Role::Operator,
+        tenants,
+    })
 }
 
 /// List every tenant, whatever its status.
@@ -117,10 +257,27 @@ pub async fn delete(
     caller: Caller,
     ApiPath(tenant): ApiPath<String>,
 ) -> Result<NoContent, ApiError> {
-    caller.require_operator()?;
     let (registry, auth) = (state.registry.clone(), state.auth.clone());
     blocking(move || {
-        let id = registry.get_tenant(&tenant)?.id;
+        // The operator, or the user who created it through self-service;
+        // anyone else learns nothing, not even whether it exists.
+        let target = if caller.role == Role::Operator {
+            registry.get_tenant(&tenant)?
+        } else {
+            registry
+                .get_tenant(&tenant)
+                .ok()
+                .filter(|target| {
+                    caller.principal.as_ref().is_some_and(|principal| {
+                        principal.bounds.self_service
+                            && target.owner.as_ref() == Some(&principal.owner)
+                    })
+                })
+                .ok_or_else(|| {
+                    ApiError::forbidden("this route is for the operator or the tenant's owner")
+                })?
+        };
+        let id = target.id;
         registry.delete_tenant(&id, &caller.actor)?;
         auth.keys().forget_tenant(&id);
         Ok(NoContent)

@@ -17,6 +17,8 @@ use crate::config::JwtIssuer;
 /// What a verified token says about its bearer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwtIdentity {
+    /// The verified `iss` claim.
+    pub issuer: String,
     /// The `sub` claim.
     pub subject: String,
     /// Roles from the issuer's roles claim.
@@ -52,6 +54,8 @@ pub struct IssuerBounds {
     pub require_tenant_header: bool,
     /// The header naming the user a machine caller acts for.
     pub acting_user_header: Option<String>,
+    /// Whether its users may create tenants of their own.
+    pub self_service: bool,
 }
 
 impl IssuerBounds {
@@ -286,6 +290,11 @@ impl Issuer {
             .and_then(Value::as_u64)
             .map(|secs| secs.saturating_mul(1000));
         Some(JwtIdentity {
+            issuer: claims
+                .get("iss")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
             subject,
             operator,
             roles,
@@ -410,6 +419,7 @@ fn load_issuer(config: &JwtIssuer) -> Result<Issuer, IssuerError> {
             .acting_user_header
             .as_ref()
             .map(|h| h.to_ascii_lowercase()),
+        self_service: config.self_service,
     });
     Ok(Issuer {
         config: config.clone(),

@@ -9,8 +9,8 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use ward_types::{
-    Agent, DataDocument, PolicyInfo, PolicyVersion, Scope, Tenant, TenantKind, TenantSettings,
-    TenantStatus, Timestamp,
+    Agent, DataDocument, PolicyInfo, PolicyVersion, Scope, Tenant, TenantKind, TenantOwner,
+    TenantSettings, TenantStatus, Timestamp,
 };
 
 use crate::sandbox::{self, LoadedPolicy};
@@ -27,6 +27,8 @@ pub(crate) struct TenantRecord {
     pub settings: Map<String, Value>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<TenantOwner>,
 }
 
 /// One scope's objects.
@@ -156,6 +158,7 @@ impl TenantView {
             settings: self.settings.clone(),
             created_at: self.record.created_at,
             updated_at: self.record.updated_at,
+            owner: self.record.owner.clone(),
         }
     }
 }

@@ -17,6 +17,17 @@ use crate::store::{self, Kind, Write, scope_prefix, set_aside};
 impl Registry {
     /// Creates a tenant (operator only).
     pub fn create_tenant(&self, request: CreateTenant, actor: &str) -> Result<Tenant> {
+        self.create_owned_tenant(request, actor, None)
+    }
+
+    /// Creates a tenant that `owner` created through self-service, and may
+    /// delete.
+    pub fn create_owned_tenant(
+        &self,
+        request: CreateTenant,
+        actor: &str,
+        owner: Option<ward_types::TenantOwner>,
+    ) -> Result<Tenant> {
         check_slug(&request.slug)?;
         check_display_name(&request.name)?;
         let overrides = request.settings.unwrap_or_default();
@@ -40,6 +51,7 @@ impl Registry {
             settings: overrides,
             created_at: now,
             updated_at: now,
+            owner,
         };
         self.store.write(vec![
             Write::put_json(Kind::Tenant, record.id.clone(), &record)?,

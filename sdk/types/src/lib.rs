@@ -22,8 +22,8 @@ pub use error::{ErrorBody, ErrorDetail};
 pub use keys::{ApiKeyInfo, CreateKey, CreatedKey, KeyRole};
 pub use policy::{ActivatePolicy, DataDocument, PolicyInfo, PolicyVersion, UploadedPolicy};
 pub use tenant::{
-    CreateTenant, HostBounds, SandboxLimits, Tenant, TenantKind, TenantSettings, TenantStatus,
-    UpdateTenant, Usage,
+    CreateTenant, HostBounds, Me, MyTenant, SandboxLimits, TENANT_ADJUSTABLE_SETTINGS, Tenant,
+    TenantKind, TenantOwner, TenantSettings, TenantStatus, UpdateTenant, Usage,
 };
 /// The bounds of tenant settings that do not depend on the host.
 pub mod bounds {

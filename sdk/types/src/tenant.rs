@@ -23,6 +23,53 @@ pub struct Tenant {
     pub created_at: Timestamp,
     /// When last changed.
     pub updated_at: Timestamp,
+    /// The user who created it through self-service, who may delete it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<TenantOwner>,
+}
+
+/// A user, as a self-service issuer names them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TenantOwner {
+    /// The issuer (its `issuer`, or the `iss` a pattern matched).
+    pub issuer: String,
+    /// The token's `sub`.
+    pub subject: String,
+}
+
+/// The settings a tenant's own admins may change (`PATCH /v1/tenant`);
+/// every other one is the operator's.
+pub const TENANT_ADJUSTABLE_SETTINGS: [&str; 3] = [
+    "default_policy",
+    "audit_retention_days",
+    "allowed_agent_types",
+];
+
+/// Who is calling and where it may act (`GET /v1/me`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Me {
+    /// As the audit log names it: `operator`, `key:<id>` or `jwt:<sub>`.
+    pub actor: String,
+    /// Whether the caller is the operator.
+    pub operator: bool,
+    /// The tenants it may act in, with its roles there.
+    pub tenants: Vec<MyTenant>,
+}
+
+/// One tenant a caller may act in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MyTenant {
+    /// Its id.
+    pub id: String,
+    /// Its slug.
+    pub slug: String,
+    /// Its display name.
+    pub name: String,
+    /// The caller's roles there: `admin`, `authorize`, `owner`.
+    pub roles: Vec<String>,
 }
 
 /// What a tenant stands for.
