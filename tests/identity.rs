@@ -596,6 +596,21 @@ acting_user_header = "snc-userid"
         .filter_map(|e| e["details"]["path"].as_str())
         .collect();
     assert!(paths.contains(&"/v1/agents"), "{paths:?}");
+
+    // The API description names every one of these headers.
+    let openapi = server
+        .call("GET", "/openapi.json", None, None, Body::None)
+        .await;
+    let parameters: Vec<&str> = openapi.body["paths"]["/v1/agents"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["in"] == "header")
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    for header in ["x-tenant-id", "x-aegis-tenant", "snc-tenant", "snc-userid"] {
+        assert!(parameters.contains(&header), "{header} in {parameters:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -175,6 +175,7 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
 
     let mut openapi = openapi;
+    doc::declare_headers(&mut openapi, &state.auth.request_headers());
     doc::declare_errors(&mut openapi);
     let openapi = Arc::new(openapi);
     api.route(

@@ -156,6 +156,27 @@ impl Authenticator {
         self
     }
 
+    /// Every header that may choose a caller's tenant or name the user it
+    /// acts for, lower case, with what it means (for `/openapi.json`).
+    pub fn request_headers(&self) -> Vec<(String, &'static str)> {
+        let mut headers = vec![(
+            TENANT_HEADER.to_string(),
+            "The tenant (id or slug) an operator or a multi-tenant JWT acts in; an API key's own tenant if sent.",
+        )];
+        if let Some(alias) = &self.operator_tenant_header {
+            headers.push((
+                alias.as_str().to_string(),
+                "Another header the operator may name its tenant in (auth.operator_tenant_header).",
+            ));
+        }
+        for header in self.jwt.headers() {
+            if !headers.iter().any(|(name, _)| *name == header.0) {
+                headers.push(header);
+            }
+        }
+        headers
+    }
+
     /// The API keys.
     pub fn keys(&self) -> &Arc<ApiKeys> {
         &self.keys

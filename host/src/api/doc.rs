@@ -87,6 +87,43 @@ fn declare(path: &str, operation: &mut Operation) {
     }
 }
 
+/// Adds `headers` (name, meaning), all optional, to every operation that
+/// takes a credential.
+pub fn declare_headers(openapi: &mut OpenApi, headers: &[(String, &'static str)]) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::{ObjectBuilder, Required, Type};
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            if !authenticated(operation) {
+                continue;
+            }
+            let parameters = operation.parameters.get_or_insert_with(Vec::new);
+            for (name, meaning) in headers {
+                parameters.push(
+                    ParameterBuilder::new()
+                        .name(name)
+                        .parameter_in(ParameterIn::Header)
+                        .required(Required::False)
+                        .description(Some(*meaning))
+                        .schema(Some(
+                            ObjectBuilder::new()
+                                .schema_type(Type::String)
+                                .max_length(Some(256)),
+                        ))
+                        .build(),
+                );
+            }
+        }
+    }
+}
+
 /// Whether the operation needs a credential (it has no empty security
 /// requirement, which marks a public route).
 fn authenticated(operation: &Operation) -> bool {

@@ -148,6 +148,26 @@ impl JwtVerifier {
         })
     }
 
+    /// The headers issuers' callers may send beside `Authorization`: each
+    /// issuer's tenant header and acting-user header.
+    pub fn headers(&self) -> Vec<(String, &'static str)> {
+        let mut headers = Vec::new();
+        for issuer in &self.issuers {
+            let bounds = &issuer.bounds;
+            headers.push((
+                bounds.tenant_header.clone(),
+                "The tenant a JWT of an issuer with this tenant_header acts in.",
+            ));
+            if let Some(acting) = &bounds.acting_user_header {
+                headers.push((
+                    acting.clone(),
+                    "The user a machine caller acts for, recorded as on_behalf_of.",
+                ));
+            }
+        }
+        headers
+    }
+
     /// Whether any issuer is configured.
     pub fn is_enabled(&self) -> bool {
         !self.issuers.is_empty()
