@@ -118,3 +118,20 @@ fn the_benchmark_patch_still_applies() {
         Err(err) => eprintln!("git is not available ({err}); the patch was not checked"),
     }
 }
+
+#[test]
+fn every_configuration_in_operations_md_is_accepted() {
+    let page = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/OPERATIONS.md"),
+    )
+    .unwrap();
+    let configs = blocks(&page, "toml");
+    assert!(configs.len() >= 2, "the reference and the worked example");
+    for config in configs {
+        // The reference shows where the hash goes, not one.
+        let config = config.replace("\"…64 hex digits…\"", &format!("\"{}\"", "0".repeat(64)));
+        if let Err(err) = ward::config::Config::from_toml(&config) {
+            panic!("{err}\nin:\n{config}");
+        }
+    }
+}
