@@ -71,9 +71,18 @@ async fn every_route_through_the_client() {
         tenant_discovery.access_evaluation_endpoint,
         discovery.access_evaluation_endpoint
     );
-    assert!(
+    // Alike for every well-formed slug, so nobody learns which exist.
+    assert_eq!(
         public
             .discovery(Some("nobody"))
+            .await
+            .unwrap()
+            .access_evaluation_endpoint,
+        discovery.access_evaluation_endpoint
+    );
+    assert!(
+        public
+            .discovery(Some("Not_A_Slug"))
             .await
             .unwrap_err()
             .is_not_found()
@@ -285,13 +294,15 @@ async fn every_route_through_the_client() {
     let usage = ward.usage().await.unwrap();
     // 1 + 2 (batch) + 1 (AuthZEN) + 2 (AuthZEN batch); the invalid request is refused before.
     assert_eq!(usage.decisions, 6);
+    // The operator's, never the public's.
     assert!(
-        public
+        operator
             .metrics()
             .await
             .unwrap()
             .contains("ward_decisions_total")
     );
+    assert_eq!(public.metrics().await.unwrap_err().status(), Some(401));
 
     // Keys revoked and tenants deleted take effect at once.
     ward.revoke_key(&app.key.id).await.unwrap();

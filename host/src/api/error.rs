@@ -24,6 +24,12 @@ pub struct ApiError {
 impl ApiError {
     /// An error with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        // Every code is declared in /openapi.json; a test that reaches an
+        // undeclared one fails here.
+        debug_assert!(
+            ward_types::ERROR_CODES.contains(&code),
+            "error code `{code}` is missing from ward_types::ERROR_CODES"
+        );
         ApiError {
             status,
             code,

@@ -542,7 +542,7 @@ impl Client {
         self.call(Method::GET, url, Body::Empty).await
     }
 
-    /// The Prometheus metrics, as text.
+    /// The Prometheus metrics, as text (operator token).
     pub async fn metrics(&self) -> Result<String> {
         let url = self.url(&["metrics"], &[])?;
         let response = self.send(Method::GET, url, Body::Empty).await?;
