@@ -433,24 +433,11 @@ async fn an_unreadable_record_is_set_aside_and_never_stops_a_start_or_a_delete()
 
     // The operator removes one by id; a tenant delete removes the rest of
     // the tenant's, and neither needs the records to be readable.
-    let (status, _) = ward
-        .call(
-            "DELETE",
-            &format!("/v1/set-aside?id=data/{acme}/broken"),
-            OPERATOR,
-            None,
-        )
-        .await;
-    assert_eq!(status, 204);
-    let (status, _) = ward
-        .call(
-            "DELETE",
-            &format!("/v1/set-aside?id=data/{acme}/broken"),
-            OPERATOR,
-            None,
-        )
-        .await;
-    assert_eq!(status, 404);
+    let remove = format!("/v1/set-aside?id=data/{acme}/broken");
+    for expected in [204, 404] {
+        let (status, _) = ward.call("DELETE", &remove, OPERATOR, None).await;
+        assert_eq!(status, expected);
+    }
     let (status, body) = ward
         .call("DELETE", "/v1/tenants/acme", OPERATOR, None)
         .await;

@@ -14,6 +14,11 @@ use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 /// Adds the error answers of every operation in `openapi` and gives every
 /// declared error answer the `ErrorBody` schema.
 pub fn declare_errors(openapi: &mut OpenApi) {
+    each_operation(openapi, declare);
+}
+
+/// Calls `visit` with every operation of `openapi` and its path.
+fn each_operation(openapi: &mut OpenApi, mut visit: impl FnMut(&str, &mut Operation)) {
     for (path, item) in openapi.paths.paths.iter_mut() {
         let operations = [
             &mut item.get,
@@ -23,7 +28,7 @@ pub fn declare_errors(openapi: &mut OpenApi) {
             &mut item.patch,
         ];
         for operation in operations.into_iter().flatten() {
-            declare(path, operation);
+            visit(path, operation);
         }
     }
 }
@@ -90,38 +95,29 @@ fn declare(path: &str, operation: &mut Operation) {
 /// Adds `headers` (name, meaning), all optional, to every operation that
 /// takes a credential.
 pub fn declare_headers(openapi: &mut OpenApi, headers: &[(String, &'static str)]) {
-    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::path::ParameterBuilder;
     use utoipa::openapi::{ObjectBuilder, Required, Type};
-    for item in openapi.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for operation in operations.into_iter().flatten() {
-            if !authenticated(operation) {
-                continue;
-            }
-            let parameters = operation.parameters.get_or_insert_with(Vec::new);
-            for (name, meaning) in headers {
-                parameters.push(
-                    ParameterBuilder::new()
-                        .name(name)
-                        .parameter_in(ParameterIn::Header)
-                        .required(Required::False)
-                        .description(Some(*meaning))
-                        .schema(Some(
-                            ObjectBuilder::new()
-                                .schema_type(Type::String)
-                                .max_length(Some(256)),
-                        ))
-                        .build(),
-                );
-            }
+    each_operation(openapi, |_, operation| {
+        if !authenticated(operation) {
+            return;
         }
-    }
+        let parameters = operation.parameters.get_or_insert_with(Vec::new);
+        for (name, meaning) in headers {
+            parameters.push(
+                ParameterBuilder::new()
+                    .name(name)
+                    .parameter_in(ParameterIn::Header)
+                    .required(Required::False)
+                    .description(Some(*meaning))
+                    .schema(Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .max_length(Some(256)),
+                    ))
+                    .build(),
+            );
+        }
+    });
 }
 
 /// Whether the operation needs a credential (it has no empty security

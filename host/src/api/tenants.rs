@@ -91,6 +91,15 @@ pub async fn update_own(
     if let Some(settings) = &body.settings {
         check_adjustable(settings)?;
     }
+    update_tenant(state, caller, tenant, body).await
+}
+
+async fn update_tenant(
+    state: AppState,
+    caller: Caller,
+    tenant: String,
+    body: UpdateTenant,
+) -> Result<axum::Json<Tenant>, ApiError> {
     let registry = state.registry.clone();
     blocking(move || {
         Ok(axum::Json(registry.update_tenant(
@@ -198,15 +207,7 @@ pub async fn update(
     ApiJson(body): ApiJson<UpdateTenant>,
 ) -> Result<axum::Json<Tenant>, ApiError> {
     caller.require_operator()?;
-    let registry = state.registry.clone();
-    blocking(move || {
-        Ok(axum::Json(registry.update_tenant(
-            &tenant,
-            body,
-            &caller.actor,
-        )?))
-    })
-    .await
+    update_tenant(state, caller, tenant, body).await
 }
 
 /// Suspend a tenant: every decision becomes a deny (`tenant_suspended`).
