@@ -422,3 +422,65 @@ fn bad_cases_files_are_refused_with_a_reason() {
         out.stderr
     );
 }
+
+/// The server's log lines as a log pipeline reads them: without colour
+/// codes when stderr is not a terminal, and one JSON object per line with
+/// `--log-format json` (or `log_format` in the config).
+#[test]
+fn server_logs_are_plain_text_or_json_lines() {
+    let first_lines = |args: &[&str], config: Option<&str>| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ward"));
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(args)
+            .env("WARD_ADMIN_TOKEN", OPERATOR)
+            .env("RUST_LOG", "info")
+            .env_remove("NO_COLOR")
+            .env_remove("WARD_LOG_FORMAT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(toml) = config {
+            let path = dir.path().join("ward.toml");
+            std::fs::write(&path, toml).unwrap();
+            command.arg("--config").arg(path);
+        }
+        let mut child = KillOnDrop(command.spawn().unwrap());
+        let mut lines = Vec::new();
+        for line in BufReader::new(child.0.stderr.take().unwrap()).lines() {
+            let line = line.unwrap();
+            let serving = line.contains("ward is serving");
+            lines.push(line);
+            if serving {
+                break;
+            }
+        }
+        child.kill();
+        lines
+    };
+
+    let text = first_lines(&[], None);
+    assert!(text.iter().any(|l| l.contains("ward is serving")));
+    assert!(text.iter().all(|l| !l.contains('\u{1b}')), "{text:?}");
+
+    for (args, config) in [
+        (&["--log-format", "json"][..], None),
+        (&[][..], Some("log_format = \"json\"\n")),
+    ] {
+        let json = first_lines(args, config);
+        let serving = json
+            .iter()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .find(|v| v["fields"]["message"] == "ward is serving")
+            .expect("the serving line, as JSON");
+        assert_eq!(serving["level"], "INFO");
+        assert!(
+            serving["fields"]["listen"]
+                .as_str()
+                .unwrap()
+                .starts_with("127.0.0.1:")
+        );
+    }
+}

@@ -56,6 +56,19 @@ pub struct Config {
     pub audit: AuditSection,
     /// What `/metrics` shows.
     pub metrics: MetricsSection,
+    /// How the server logs to stderr (`--log-format` wins over it).
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people: one line per event, coloured on a terminal only.
+    #[default]
+    Text,
+    /// For log pipelines: one JSON object per line.
+    Json,
 }
 
 impl Default for Config {
@@ -69,6 +82,7 @@ impl Default for Config {
             sandbox: SandboxSection::default(),
             audit: AuditSection::default(),
             metrics: MetricsSection::default(),
+            log_format: LogFormat::default(),
         }
     }
 }

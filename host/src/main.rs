@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
-use ward::config::Config;
+use ward::config::{Config, LogFormat};
 use ward::server::Ward;
 
 use cli::{
@@ -21,6 +21,10 @@ use cli::{
 struct Cli {
     #[command(flatten)]
     remote: cli::Remote,
+    /// How to log: `text`, or `json` for one JSON object per line
+    /// [default: the config's `log_format`, else text].
+    #[arg(long, global = true, env = "WARD_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,14 +73,17 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let serving = matches!(cli.command, Command::Serve { .. } | Command::Store(_));
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            // The client commands print their own output; only the server
-            // logs at info.
-            EnvFilter::new(if serving { "info" } else { "warn" })
-        }))
-        .with_writer(std::io::stderr)
-        .init();
+    // The config file's log format counts when the flag is absent; a
+    // config that cannot be read is reported by `serve` itself.
+    let configured = match &cli.command {
+        Command::Serve {
+            config: Some(path), ..
+        } => Config::from_file(path)
+            .map(|c| c.log_format)
+            .unwrap_or_default(),
+        _ => LogFormat::default(),
+    };
+    init_logs(serving, cli.log_format.unwrap_or(configured));
     let result = match cli.command {
         Command::Serve {
             listen,
@@ -98,6 +105,27 @@ fn main() -> ExitCode {
         Err(err) => {
             eprintln!("error: {}", cli::one_line(&err));
             cli::EXIT_ERROR.into()
+        }
+    }
+}
+
+/// Logs to stderr: colour only on a terminal (and never with `NO_COLOR`),
+/// JSON lines when asked.
+fn init_logs(serving: bool, format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // The client commands print their own output; only the server
+        // logs at info.
+        EnvFilter::new(if serving { "info" } else { "warn" })
+    });
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            logs.with_ansi(colour).init();
         }
     }
 }
