@@ -10,6 +10,10 @@
 //! 1. Noisy neighbour: tenant B sends one decision every 2 ms, alone and
 //!    while tenant A floods far past its rate limit from 16 connections;
 //!    B's p50/p99 in both, over several alternating rounds.
+//!    Then a CPU-heavy neighbour: tenant H's policy spins 90 ms per
+//!    decision, from 64 connections (its default
+//!    `max_concurrent_evaluations`), while B sends its builtin decisions
+//!    every 2 ms; B's p99 beside H against B's p99 alone (phase `heavy`).
 //! 2. Throughput of `POST /v1/authorize` (API key, batched audit) from 16
 //!    connections, beside a trivial axum server that parses the same JSON
 //!    body and answers a constant decision (run by this binary, pinned the
