@@ -294,7 +294,10 @@ struct Pinning {
 fn pinning() -> Pinning {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let taskset = Command::new("taskset").arg("-V").output().is_ok();
-    if taskset && cores >= 2 {
+    // WARD_BENCH_PIN=0: server and generator share every core, as on a
+    // host where Ward is not pinned.
+    let wanted = std::env::var("WARD_BENCH_PIN").map_or(true, |v| v != "0");
+    if taskset && cores >= 2 && wanted {
         let last = (cores - 1).to_string();
         let server_cores = if cores > 2 {
             format!("0-{}", cores - 2)
