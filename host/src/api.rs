@@ -29,6 +29,7 @@ pub use extract::TENANT_HEADER;
 
 use crate::auth::Authenticator;
 use crate::config::HttpConfig;
+use crate::evaluations::EvaluationPool;
 use crate::registry::Registry;
 
 /// Everything a handler needs.
@@ -36,6 +37,9 @@ use crate::registry::Registry;
 pub struct AppState {
     /// Tenants and their objects; decisions.
     pub registry: Arc<Registry>,
+    /// The threads that run decisions which do not finish inline, shared
+    /// by the tenants in turn.
+    pub evaluations: Arc<EvaluationPool>,
     /// Credentials.
     pub auth: Arc<Authenticator>,
     /// HTTP limits.

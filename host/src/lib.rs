@@ -15,6 +15,7 @@ pub mod auth;
 pub mod authorize;
 pub mod cases;
 pub mod config;
+pub mod evaluations;
 pub mod ids;
 pub mod limits;
 pub mod metrics;

@@ -13,6 +13,7 @@ use crate::auth::jwt::{IssuerError, JwtVerifier};
 use crate::auth::keys::ApiKeys;
 use crate::auth::{self, Authenticator};
 use crate::config::{Config, ConfigError};
+use crate::evaluations::EvaluationPool;
 use crate::registry::{Registry, RegistryError};
 use crate::sandbox::{Sandbox, SandboxError};
 use crate::store::{SledStore, Store, StoreError};
@@ -43,6 +44,9 @@ pub enum StartError {
     /// Reading stored data (keys, the audit journal) failed.
     #[error(transparent)]
     Data(#[from] StoreError),
+    /// The evaluation threads cannot be started.
+    #[error("cannot start the evaluation threads: {0}")]
+    Threads(std::io::Error),
 }
 
 /// A Ward instance, ready to serve.
@@ -88,9 +92,15 @@ impl Ward {
             jwt,
             Arc::clone(&registry),
         ));
+        let threads = config
+            .http
+            .evaluation_threads
+            .unwrap_or_else(EvaluationPool::default_threads);
+        let evaluations = Arc::new(EvaluationPool::start(threads).map_err(StartError::Threads)?);
         Ok(Ward {
             state: AppState {
                 registry,
+                evaluations,
                 auth,
                 http: Arc::new(config.http.clone()),
                 upload_limit: config.sandbox.max_module_bytes.saturating_add(1024),
