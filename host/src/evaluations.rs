@@ -12,9 +12,12 @@
 //!   thread, not by its whole queue.
 //! - A job is one decision: a batch runs item by item, each item taking
 //!   its tenant's turn again ([`Step::Again`]).
-//! - The threads run below the async workers' priority (Linux: nice 10),
-//!   so that a decision that finishes inline, and the HTTP work around
-//!   every decision, are not held up by a long guest on the same core.
+//! - The threads run at the async workers' priority. Below it (nice 10
+//!   was tried), a flood of cheap inline decisions from one tenant left
+//!   them so little of the CPU that another tenant's slow decisions ran
+//!   past their (wall-clock) `timeout_ms`; at the same priority a long
+//!   guest holds at most one core per thread, and the kernel still runs
+//!   a waking worker promptly beside it (docs/PERFORMANCE.md).
 //!
 //! Each decision still runs on a fresh instance with its tenant's full
 //! `timeout_ms` from the moment it starts; waiting in the queue does not
@@ -22,7 +25,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread;
 
 /// One decision's work, for one tenant.
@@ -37,9 +40,6 @@ pub enum Step {
     Again(Job),
 }
 
-/// Nice value of the evaluation threads (see the module documentation).
-const EVALUATION_NICE: i32 = 10;
-
 /// Most evaluation threads `http.evaluation_threads` may ask for.
 pub const MAX_EVALUATION_THREADS: usize = 1024;
 
@@ -52,6 +52,10 @@ pub struct EvaluationPool {
 struct Shared {
     queue: Mutex<Queue>,
     ready: Condvar,
+    /// The server's runtime, entered while a job runs: a guest's WASI
+    /// clock waits register their timers with it (without it, wasmtime-wasi
+    /// would start a runtime of its own).
+    runtime: OnceLock<tokio::runtime::Handle>,
 }
 
 #[derive(Default)]
@@ -97,15 +101,13 @@ impl EvaluationPool {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             ready: Condvar::new(),
+            runtime: OnceLock::new(),
         });
         for index in 0..threads {
             let shared = Arc::clone(&shared);
             thread::Builder::new()
                 .name(format!("ward-eval-{index}"))
-                .spawn(move || {
-                    lower_priority();
-                    work(&shared);
-                })?;
+                .spawn(move || work(&shared))?;
         }
         Ok(EvaluationPool { shared, threads })
     }
@@ -118,6 +120,11 @@ impl EvaluationPool {
     /// The default size: one thread per core this process may use.
     pub fn default_threads() -> usize {
         thread::available_parallelism().map_or(1, |cores| cores.get())
+    }
+
+    /// Runs the jobs within `runtime` (the server's) from now on.
+    pub fn attach(&self, runtime: tokio::runtime::Handle) {
+        let _ = self.shared.runtime.set(runtime);
     }
 
     /// Queues `job` for `tenant`; it runs at the tenant's turn.
@@ -160,30 +167,17 @@ fn work(shared: &Shared) {
             continue;
         };
         drop(queue);
+        let entered = shared.runtime.get().map(tokio::runtime::Handle::enter);
         // A job that panics has dropped its answer channel (its caller
         // answers 500); the thread goes on with the others.
         let step = catch_unwind(AssertUnwindSafe(job)).unwrap_or(Step::Done);
+        drop(entered);
         queue = shared.lock();
         if let Step::Again(next) = step {
             queue.push(&tenant, next, true);
         }
     }
 }
-
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
-fn lower_priority() {
-    // SAFETY: `setpriority` takes plain integers and touches no memory of
-    // ours; on Linux, `who = 0` with `PRIO_PROCESS` names the calling
-    // thread only.
-    let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, EVALUATION_NICE) };
-    if result != 0 {
-        tracing::debug!("could not lower the evaluation threads' priority");
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn lower_priority() {}
 
 #[cfg(test)]
 mod tests {

@@ -163,6 +163,9 @@ impl Ward {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.state
+            .evaluations
+            .attach(tokio::runtime::Handle::current());
         let router = self.router();
         let maintenance = self.start_maintenance();
         axum::serve(listener, router)
