@@ -6,6 +6,7 @@
 #
 #   bench/http.sh                  # throughput and upload (about 1 minute)
 #   bench/http.sh noisy            # the noisy-neighbour rounds (about 2 minutes)
+#   bench/http.sh heavy            # only the CPU-heavy neighbour rounds (about 1 minute)
 #   bench/http.sh noisy throughput upload
 #
 # Everything listens on 127.0.0.1 only; the run stops by itself and is

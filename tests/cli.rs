@@ -484,3 +484,45 @@ fn server_logs_are_plain_text_or_json_lines() {
         );
     }
 }
+
+/// `ward policy test` decides a policy that prints (and one that panics,
+/// printing its message) as the server does: the printing policy's
+/// decision, and the panicking one's `policy_error:trap`.
+#[test]
+fn policy_test_decides_printing_and_panicking_policies_as_the_server_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("cases.yaml");
+    std::fs::write(
+        &cases,
+        "cases:\n  - name: prints and decides\n    subject: user:alice\n    action: read\n    resource: doc:1\n    expect:\n      decision: allow\n      reasons: [\"spoke up\"]\n",
+    )
+    .unwrap();
+    let chatty = guest_path("chatty");
+    let passed = ok(
+        &mut local_ward(),
+        &[
+            "policy",
+            "test",
+            chatty.to_str().unwrap(),
+            cases.to_str().unwrap(),
+        ],
+    );
+    assert!(passed.contains("1 passed, 0 failed"), "{passed}");
+
+    std::fs::write(
+        &cases,
+        "cases:\n  - name: panics\n    subject: user:alice\n    action: read\n    resource: doc:1\n    expect:\n      decision: deny\n      reasons: [\"policy_error:trap\"]\n",
+    )
+    .unwrap();
+    let panic = guest_path("panic");
+    let passed = ok(
+        &mut local_ward(),
+        &[
+            "policy",
+            "test",
+            panic.to_str().unwrap(),
+            cases.to_str().unwrap(),
+        ],
+    );
+    assert!(passed.contains("1 passed, 0 failed"), "{passed}");
+}

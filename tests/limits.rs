@@ -171,6 +171,51 @@ async fn with_inline_decisions_off_every_decision_still_runs() {
         .await;
 }
 
+/// With one evaluation thread, slow decisions wait their turn in the
+/// evaluation pool (seen in `/metrics`), and each is still answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_decisions_wait_their_turn_in_the_evaluation_pool() {
+    let server = TestServer::start_with("[http]\nevaluation_threads = 1\n").await;
+    let key = tenant_with(&server, "acme", json!({"sandbox": {"timeout_ms": 2000}})).await;
+    let slow = slow_agent(&server, &key, 150).await;
+    let waiting = |text: &str| -> u64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix("ward_evaluations_waiting "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let watch = async {
+        let mut most = 0;
+        for _ in 0..200 {
+            let metrics = server
+                .call("GET", "/metrics", Some(OPERATOR), None, Body::None)
+                .await;
+            most = most.max(waiting(metrics.body.as_str().unwrap()));
+            if most > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        most
+    };
+    let (first, second, third, most) = tokio::join!(
+        server.post("/v1/authorize", &key, slow.clone()),
+        server.post("/v1/authorize", &key, slow.clone()),
+        server.post("/v1/authorize", &key, slow.clone()),
+        watch
+    );
+    for answer in [first, second, third] {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.body["decision"], true, "{}", answer.body);
+    }
+    assert!(most >= 1, "three 150 ms decisions on one thread queue");
+    let metrics = server
+        .call("GET", "/metrics", Some(OPERATOR), None, Body::None)
+        .await;
+    assert_eq!(waiting(metrics.body.as_str().unwrap()), 0);
+}
+
 /// Agent `slowpoke` whose policy `slow` spins for `spin_ms`; a request
 /// from it.
 async fn slow_agent(server: &TestServer, key: &str, spin_ms: u64) -> Value {

@@ -35,6 +35,7 @@ pub use head::{
 
 use crate::auth::Authenticator;
 use crate::config::HttpConfig;
+use crate::evaluations::EvaluationPool;
 use crate::registry::Registry;
 
 /// Everything a handler needs.
@@ -42,6 +43,9 @@ use crate::registry::Registry;
 pub struct AppState {
     /// Tenants and their objects; decisions.
     pub registry: Arc<Registry>,
+    /// The threads that run decisions which do not finish inline, shared
+    /// by the tenants in turn.
+    pub evaluations: Arc<EvaluationPool>,
     /// Credentials.
     pub auth: Arc<Authenticator>,
     /// HTTP limits.

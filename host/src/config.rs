@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::audit::writer::{Durability, WriterConfig};
+use crate::evaluations::MAX_EVALUATION_THREADS;
 use crate::sandbox::SandboxConfig;
 
 /// Errors reading the configuration.
@@ -142,6 +143,13 @@ impl Config {
                 "sandbox.max_resident_policies must be positive",
             )));
         }
+        if let Some(threads) = self.http.evaluation_threads
+            && !(1..=MAX_EVALUATION_THREADS).contains(&threads)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "http.evaluation_threads must be between 1 and {MAX_EVALUATION_THREADS}"
+            )));
+        }
         if self.sandbox.warm_instances > Some(MAX_WARM_INSTANCES) {
             return Err(ConfigError::Invalid(format!(
                 "sandbox.warm_instances must be at most {MAX_WARM_INSTANCES}"
@@ -195,9 +203,13 @@ pub struct HttpConfig {
     /// taking the CPU that other tenants' decisions need. 0 answers at once.
     pub refusal_delay_ms: u64,
     /// Decide on the async worker first, each decision within a 1-2 ms
-    /// slice (the rest on a blocking thread). `false` sends every decision
-    /// to a blocking thread.
+    /// slice (the rest in the evaluation pool). `false` sends every
+    /// decision to the evaluation pool.
     pub inline_decisions: bool,
+    /// Threads of the evaluation pool, which runs the decisions that do
+    /// not finish inline, the tenants in turn; unset: one per core this
+    /// process may use.
+    pub evaluation_threads: Option<usize>,
 }
 
 impl Default for HttpConfig {
@@ -207,6 +219,7 @@ impl Default for HttpConfig {
             request_timeout_ms: 30_000,
             refusal_delay_ms: 100,
             inline_decisions: true,
+            evaluation_threads: None,
         }
     }
 }
@@ -544,6 +557,17 @@ mod tests {
         assert!(at(MAX_WARM_INSTANCES).is_ok());
         let err = at(MAX_WARM_INSTANCES + 1).unwrap_err();
         assert!(err.to_string().contains("warm_instances"), "{err}");
+    }
+
+    #[test]
+    fn evaluation_threads_are_bounded() {
+        let at = |n: usize| Config::from_toml(&format!("[http]\nevaluation_threads = {n}\n"));
+        assert!(at(1).is_ok());
+        assert!(at(MAX_EVALUATION_THREADS).is_ok());
+        for bad in [0, MAX_EVALUATION_THREADS + 1] {
+            let err = at(bad).unwrap_err();
+            assert!(err.to_string().contains("evaluation_threads"), "{err}");
+        }
     }
 
     #[test]

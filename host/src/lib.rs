@@ -18,6 +18,7 @@ pub mod authorize;
 pub mod cases;
 pub mod config;
 pub mod datadir;
+pub mod evaluations;
 pub mod ids;
 pub mod limits;
 pub mod metrics;

@@ -18,6 +18,7 @@ mod load;
 mod request;
 mod resident;
 mod warm;
+mod wasi;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -259,6 +260,8 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|err| SandboxError::Engine(format!("cannot link WASI: {err}")))?;
+        wasi::link(&mut linker)
+            .map_err(|err| SandboxError::Engine(format!("cannot link WASI: {err}")))?;
         Policy::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|err| SandboxError::Engine(format!("cannot link host imports: {err}")))?;
         let cache = match &config.cache_dir {
@@ -274,6 +277,7 @@ impl Sandbox {
         let recipe = warm::StoreRecipe {
             engine: engine.clone(),
             max_log_bytes: config.max_log_bytes,
+            epoch_tick: config.epoch_tick,
         };
         let warm = warm::Warm::start(recipe.clone(), config.warm_instances).map_err(|err| {
             SandboxError::Engine(format!("cannot start the instance thread: {err}"))

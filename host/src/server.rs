@@ -13,6 +13,7 @@ use crate::auth::jwt::{IssuerError, JwtVerifier};
 use crate::auth::keys::ApiKeys;
 use crate::auth::{self, Authenticator};
 use crate::config::{Config, ConfigError};
+use crate::evaluations::EvaluationPool;
 use crate::registry::{Registry, RegistryError};
 use crate::sandbox::{Sandbox, SandboxError};
 use crate::store::{SledStore, Store, StoreError};
@@ -51,6 +52,9 @@ pub enum StartError {
     /// Reading stored data (keys, the audit journal) failed.
     #[error(transparent)]
     Data(#[from] StoreError),
+    /// The evaluation threads cannot be started.
+    #[error("cannot start the evaluation threads: {0}")]
+    Threads(std::io::Error),
 }
 
 /// How long requests in flight may take to finish after a stop signal.
@@ -102,9 +106,15 @@ impl Ward {
             Authenticator::new(operator_hash, keys, jwt, Arc::clone(&registry))
                 .with_operator_tenant_header(config.auth.operator_tenant_header.as_deref()),
         );
+        let threads = config
+            .http
+            .evaluation_threads
+            .unwrap_or_else(EvaluationPool::default_threads);
+        let evaluations = Arc::new(EvaluationPool::start(threads).map_err(StartError::Threads)?);
         Ok(Ward {
             state: AppState {
                 registry,
+                evaluations,
                 auth,
                 http: Arc::new(config.http.clone()),
                 upload_limit: config.sandbox.max_module_bytes.saturating_add(1024),
@@ -167,6 +177,9 @@ impl Ward {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.state
+            .evaluations
+            .attach(tokio::runtime::Handle::current());
         let router = self.router();
         let maintenance = self.start_maintenance();
         serve_http1(listener, router, shutdown).await;

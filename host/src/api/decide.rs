@@ -1,6 +1,7 @@
 //! Native decisions: `POST /v1/authorize` (short or AuthZEN-shaped form)
 //! and `POST /v1/authorize/batch`.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -8,8 +9,9 @@ use ward_types::{AuthorizeRequest, BatchRequest, BatchResponse, DecisionResponse
 
 use super::extract::ApiJson;
 use super::form::{Incoming, IncomingBatch};
-use super::{ApiError, AppState, blocking};
+use super::{ApiError, AppState};
 use crate::auth::Caller;
+use crate::evaluations::Step;
 use crate::limits::Permit;
 use crate::registry::{Admission, Registry, RegistryError};
 use crate::sandbox::Slice;
@@ -33,7 +35,7 @@ pub fn check_request(request: &AuthorizeRequest) -> Result<(), String> {
 }
 
 /// How long one call may decide on the async worker before handing the
-/// rest of its decisions to a blocking thread.
+/// rest of its decisions to the evaluation pool.
 const INLINE_BUDGET: Duration = Duration::from_millis(1);
 
 /// One item of a call: a request, or why it could not be read (answered
@@ -50,13 +52,16 @@ pub type Item = Result<AuthorizeRequest, String>;
 ///
 /// Decisions then run on the async worker itself, each within
 /// [`Slice::Inline`] (1–2 ms) and all of them within [`INLINE_BUDGET`]:
-/// a typical policy decides in tens of microseconds, and handing it to a
-/// blocking thread would cost two thread switches, more than the decision.
+/// a typical policy decides in tens of microseconds, and handing it to
+/// another thread would cost two thread switches, more than the decision.
 /// A policy that does not finish in its slice, and whatever the budget
-/// leaves, goes to a blocking thread, where the policy runs again from the
-/// start with the tenant's full `timeout_ms` — so a slow policy holds a
-/// worker for at most a slice. With `http.inline_decisions = false` every
-/// decision goes to a blocking thread.
+/// leaves, goes to the evaluation pool ([`crate::evaluations`]), where
+/// the policy runs again from the start with the tenant's full
+/// `timeout_ms`, one decision per turn of its tenant — so a slow policy
+/// holds a worker for at most a slice, and one tenant's queue of slow
+/// decisions delays another tenant's by at most one decision per pool
+/// thread. With `http.inline_decisions = false` every decision goes to
+/// the pool.
 pub async fn decide_all(
     state: &AppState,
     caller: &Caller,
@@ -94,19 +99,83 @@ pub async fn decide_all(
     if rest.is_empty() {
         return Ok(out);
     }
-    blocking(move || {
-        let _permit = permit;
-        for item in &rest {
-            let answer = decide_item(&registry, &tenant, &actor, item, Slice::Full)?;
-            let done = answer.as_ref().is_ok_and(stop);
-            out.push(answer);
-            if done {
-                break;
-            }
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let pending = Pending {
+        registry,
+        tenant: tenant.clone(),
+        actor,
+        rest: rest.into_iter(),
+        out,
+        stop,
+        answer,
+        permit,
+    };
+    state
+        .evaluations
+        .submit(&tenant, Box::new(move || pending.step()));
+    answered
+        .await
+        .unwrap_or_else(|_| Err(ApiError::internal("the evaluation was dropped")))
+}
+
+/// What is left of a call's decisions, run one per turn of its tenant in
+/// the evaluation pool.
+struct Pending {
+    registry: Arc<Registry>,
+    tenant: String,
+    actor: String,
+    rest: std::vec::IntoIter<Item>,
+    out: Vec<Result<DecisionResponse, String>>,
+    stop: fn(&DecisionResponse) -> bool,
+    answer: tokio::sync::oneshot::Sender<Result<Vec<Result<DecisionResponse, String>>, ApiError>>,
+    /// Held until the last decision is made.
+    permit: Permit,
+}
+
+impl Pending {
+    /// Decides the next item; answers once all are decided.
+    fn step(mut self) -> Step {
+        // Nobody waits for the answer any more (the client went away or
+        // the request timed out): the rest is not decided.
+        if self.answer.is_closed() {
+            return Step::Done;
         }
-        Ok(out)
-    })
-    .await
+        let Some(item) = self.rest.next() else {
+            return self.finish(None);
+        };
+        match decide_item(
+            &self.registry,
+            &self.tenant,
+            &self.actor,
+            &item,
+            Slice::Full,
+        ) {
+            Ok(answer) => {
+                let done = answer.as_ref().is_ok_and(self.stop);
+                self.out.push(answer);
+                if done || self.rest.len() == 0 {
+                    return self.finish(None);
+                }
+                Step::Again(Box::new(move || self.step()))
+            }
+            Err(err) => self.finish(Some(err.into())),
+        }
+    }
+
+    /// Answers with the decisions made (or `failed`), the tenant's
+    /// evaluation slot released first: a caller that sends its next call
+    /// as soon as it has this answer finds the slot free.
+    fn finish(self, failed: Option<ApiError>) -> Step {
+        let Pending {
+            answer,
+            out,
+            permit,
+            ..
+        } = self;
+        drop(permit);
+        let _ = answer.send(failed.map_or(Ok(out), Err));
+        Step::Done
+    }
 }
 
 /// One item's answer.

@@ -138,6 +138,18 @@ fn render_metrics(state: &AppState) -> String {
         let _ = writeln!(out, "ward_policy_errors_total{{kind=\"{kind}\"}} {count}");
     }
 
+    header(
+        &mut out,
+        "ward_evaluations_waiting",
+        "gauge",
+        "Decisions waiting for a thread of the evaluation pool.",
+    );
+    let _ = writeln!(
+        out,
+        "ward_evaluations_waiting {}",
+        state.evaluations.waiting()
+    );
+
     let writer = registry.audit().writer().stats();
     header(
         &mut out,

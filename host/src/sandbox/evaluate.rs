@@ -209,13 +209,13 @@ impl Sandbox {
         // Fuel and deadline count from here, whenever the instance was made.
         let (mut store, stdio, instance) = match warm {
             Some(mut ready) => {
-                arm(&mut ready.store, limits, deadline);
+                arm(&mut ready.store, limits, deadline, self.config.epoch_tick);
                 let made = Ok((ready.instance, ready.evaluate));
                 (ready.store, ready.stdio, made)
             }
             None => {
                 let (mut store, stdio) = self.recipe.store(&policy.sha256, slug, limits, data);
-                arm(&mut store, limits, deadline);
+                arm(&mut store, limits, deadline, self.config.epoch_tick);
                 let linked = policy.linked.load();
                 let instance = linked.pre.instance_pre().instantiate(&mut store);
                 (store, stdio, instance.map(|made| (made, linked.evaluate)))

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use wasmtime::component::ResourceTable;
@@ -131,6 +131,10 @@ pub(super) struct StoreState {
     pub(super) limiter: Limiter,
     pub(super) data: Arc<dyn DataLookup>,
     pub(super) log: LogSink,
+    /// When the evaluation's deadline passes: a WASI call that waits (a
+    /// clock, a stream) gives up then, since the epoch deadline only
+    /// interrupts running guest code.
+    pub(super) wait_until: Option<Instant>,
 }
 
 impl StoreState {
@@ -147,6 +151,7 @@ impl StoreState {
             limiter,
             data,
             log,
+            wait_until: None,
         }
     }
 }

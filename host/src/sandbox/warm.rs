@@ -80,6 +80,8 @@ struct Key {
 pub(super) struct StoreRecipe {
     pub(super) engine: Engine,
     pub(super) max_log_bytes: usize,
+    /// The engine's epoch tick, to turn a deadline in ticks into a time.
+    pub(super) epoch_tick: Duration,
 }
 
 impl StoreRecipe {
@@ -106,10 +108,19 @@ impl StoreRecipe {
 }
 
 /// Sets a store's budgets for one evaluation: fuel, `deadline` epoch ticks
-/// from now, and the host-call byte budget.
-pub(super) fn arm(store: &mut Store<StoreState>, limits: &SandboxLimits, deadline: u64) {
+/// (of `tick`) from now, and the host-call byte budget.
+pub(super) fn arm(
+    store: &mut Store<StoreState>,
+    limits: &SandboxLimits,
+    deadline: u64,
+    tick: Duration,
+) {
     let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
     store.set_epoch_deadline(deadline);
+    store.data_mut().wait_until = u32::try_from(deadline)
+        .ok()
+        .and_then(|ticks| tick.checked_mul(ticks))
+        .and_then(|wait| Instant::now().checked_add(wait));
     store.set_hostcall_fuel(usize::try_from(limits.hostcall_bytes).unwrap_or(usize::MAX));
 }
 
@@ -385,7 +396,7 @@ fn fill(shared: &Shared, recipe: &StoreRecipe, job: Fill) {
     }
     let (mut store, stdio) =
         recipe.store(&key.sha256, &slug, &key.limits, Arc::clone(&shared.no_data));
-    arm(&mut store, &key.limits, deadline);
+    arm(&mut store, &key.limits, deadline, recipe.epoch_tick);
     // A policy that cannot be instantiated is left to the decision, which
     // reports why.
     let Ok(instance) = linked.pre.instance_pre().instantiate(&mut store) else {
