@@ -901,3 +901,27 @@ async fn the_issuer_tenant_role_matrix() {
     slugs.sort_unstable();
     assert_eq!(slugs, vec!["acme", "globex", "u-bob"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_file_is_read_again_on_an_unknown_kid() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (Key::new("2025"), Key::new("2026"));
+    let path = dir.path().join("keys.json");
+    std::fs::write(&path, json!({"keys": [old.jwk()]}).to_string()).unwrap();
+    let server = TestServer::start_with(&format!(
+        "[[auth.jwt]]\nissuer = \"https://file.test\"\njwks_file = {:?}\naudience = [\"ward\"]\nalgorithms = [\"HS256\"]\njwks_min_interval_secs = 0\n",
+        path.display().to_string()
+    ))
+    .await;
+    server.tenant("acme").await;
+    let token = |key: &Key| key.sign(claims("https://file.test", json!({"tenant": "acme"})));
+    assert_eq!(status(&server, &token(&old)).await.0, 200);
+    assert_eq!(
+        status(&server, &token(&new)).await.0,
+        401,
+        "not published yet"
+    );
+    std::fs::write(&path, json!({"keys": [new.jwk()]}).to_string()).unwrap();
+    assert_eq!(status(&server, &token(&new)).await.0, 200);
+    assert_eq!(status(&server, &token(&old)).await.0, 401, "retired");
+}

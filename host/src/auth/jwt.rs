@@ -100,8 +100,6 @@ pub struct Membership {
 enum Keys {
     /// One key (a secret or a PEM), for an exact issuer only.
     One(DecodingKey),
-    /// A JWKS file of an exact issuer, read at start.
-    Loaded(KeyList),
     /// A JWKS file or URL read (and refreshed) when needed; under an
     /// `issuer_pattern`, its `{slug}` is the realm's.
     Set(Source),
@@ -255,7 +253,6 @@ impl JwtVerifier {
     fn keys_of(&self, issuer: &Issuer, realm: &str, iss: &str, kid: Option<&str>) -> Arc<KeyList> {
         let location = match &issuer.keys {
             Keys::One(key) => return Arc::new(vec![(None, key.clone())]),
-            Keys::Loaded(keys) => return Arc::new(keys.clone()),
             Keys::Set(Source::File(template)) => Location::File(template.replace("{slug}", realm)),
             Keys::Set(Source::Url(template)) => Location::Url(template.replace("{slug}", realm)),
             Keys::Set(Source::Discovery) => Location::Discovery(iss.to_string()),
@@ -410,14 +407,16 @@ fn load_issuer(config: &JwtIssuer) -> Result<Issuer, IssuerError> {
         .map_err(|err| error(format!("invalid public key: {err}")))?;
         Keys::One(key)
     } else if let Some(path) = config.jwks_file.as_ref().filter(|p| !p.contains("{slug}")) {
-        // One issuer's file: read now, so a bad path fails the start.
+        // One issuer's file: checked now, so a bad path fails the start;
+        // read through the cache like any key set, so a rotated file is
+        // picked up on an unknown kid.
         let text = std::fs::read_to_string(path)
             .map_err(|err| error(format!("cannot read `{path}`: {err}")))?;
         let keys = super::jwks::parse(&text).map_err(error)?;
         if keys.is_empty() {
             return Err(error(format!("`{path}` holds no usable key")));
         }
-        Keys::Loaded(keys)
+        Keys::Set(Source::File(path.clone()))
     } else if let Some(template) = &config.jwks_file {
         Keys::Set(Source::File(template.clone()))
     } else if let Some(url) = &config.jwks_uri {
