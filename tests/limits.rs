@@ -61,12 +61,13 @@ pub async fn audit_ids(server: &TestServer, key: &str, kind: &str) -> Vec<String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_is_hit_audited_once_and_recovered() {
-    let server = TestServer::start().await;
+    let clock = Arc::new(ManualClock::at(ward_types::Timestamp::now().millis()));
+    let server = TestServer::start_with_clock("", Arc::clone(&clock) as Arc<_>).await;
     let key = tenant_with(
         &server,
         "acme",
-        // One token a second: the five paced refusals below (at most
-        // 100 ms each) all fall before the next one.
+        // One token a second, on a clock that stands still until the
+        // test moves it: no refusal below sees a new token.
         json!({"rate_limit_per_sec": 1, "burst": 3}),
     )
     .await;
@@ -91,7 +92,7 @@ async fn rate_limit_is_hit_audited_once_and_recovered() {
         1,
         "one event per episode"
     );
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    clock.advance(1_100);
     assert_eq!(
         server.post("/v1/authorize", &key, decision()).await.status,
         200,

@@ -1,5 +1,7 @@
 //! A real Ward listening on a loopback port for the HTTP tests.
 
+use std::sync::Arc;
+
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -40,13 +42,20 @@ impl TestServer {
 
     /// Starts with extra TOML appended to the test defaults.
     pub async fn start_with(extra_toml: &str) -> Self {
+        Self::start_with_clock(extra_toml, Arc::new(ward::limits::SystemClock)).await
+    }
+
+    /// [`TestServer::start_with`], its limits going by `clock`.
+    pub async fn start_with_clock(extra_toml: &str, clock: Arc<dyn ward::limits::Clock>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let toml = format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n[sandbox]\nmax_concurrent_instances = 64\n{extra_toml}",
             dir.path().display().to_string()
         );
         let config = Config::from_toml(&toml).unwrap();
-        let ward = tokio::task::block_in_place(|| Ward::open(&config, Some(OPERATOR))).unwrap();
+        let ward =
+            tokio::task::block_in_place(|| Ward::open_with_clock(&config, Some(OPERATOR), clock))
+                .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();

@@ -75,6 +75,20 @@ impl Ward {
     /// Opens the store under `config.data_dir`, loads everything and
     /// prepares authentication. `env_operator_token` is `WARD_ADMIN_TOKEN`.
     pub fn open(config: &Config, env_operator_token: Option<&str>) -> Result<Self, StartError> {
+        Self::open_with_clock(
+            config,
+            env_operator_token,
+            Arc::new(crate::limits::SystemClock),
+        )
+    }
+
+    /// [`Ward::open`] with the clock that rate limits, monthly budgets and
+    /// audit retention go by (a test's manual clock).
+    pub fn open_with_clock(
+        config: &Config,
+        env_operator_token: Option<&str>,
+        clock: Arc<dyn crate::limits::Clock>,
+    ) -> Result<Self, StartError> {
         config.check()?;
         crate::datadir::secure(&config.data_dir).map_err(|source| StartError::DataDir {
             dir: config.data_dir.display().to_string(),
@@ -94,7 +108,12 @@ impl Ward {
             AuditLog::with_writer(Arc::clone(&store), config.audit.writer(), Some(&journal))?
                 .keeping_access_entries_for(config.audit.min_retention_days),
         );
-        let registry = Arc::new(Registry::open(Arc::clone(&store), sandbox, audit)?);
+        let registry = Arc::new(Registry::open_with_clock(
+            Arc::clone(&store),
+            sandbox,
+            audit,
+            clock,
+        )?);
         let keys = Arc::new(ApiKeys::load(Arc::clone(&store))?);
         let jwt = JwtVerifier::new(&config.auth.jwt)?;
         let (operator_hash, generated) = auth::operator_token(
