@@ -99,9 +99,9 @@ fn quickstart_commands_work_as_written() {
     assert!(audit_lines >= 2, "{stdout}");
 }
 
-/// `bench/plain-builtin.patch` (docs/PERFORMANCE.md, session 9) must keep
-/// applying to the source it measures; a change to the decision path that
-/// breaks it must refresh it.
+/// `bench/plain-builtin.patch` (docs/PERFORMANCE.md, "Without the
+/// sandbox") must keep applying to the source it measures; a change to
+/// the decision path that breaks it must refresh it.
 #[test]
 fn the_benchmark_patch_still_applies() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -7,7 +7,7 @@
 //! `agent`, or with an `action` that is a string, is short. Reading the
 //! fields straight into the request, instead of into a
 //! `serde_json::Value` first and converting that, saves building and
-//! dropping a map per request (docs/PERFORMANCE.md, session 8).
+//! dropping a map per request (docs/PERFORMANCE.md).
 
 use std::fmt;
 

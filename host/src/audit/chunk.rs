@@ -5,7 +5,7 @@
 //! keyed `scope/<smallest id in it>` and holding a JSON array of the
 //! entries in id order. Inserting one record per entry cost sled about
 //! 10 µs each, the largest single cost of a decision served over HTTP; a
-//! chunk of 16 or more costs under 1.5 µs an entry (docs/PERFORMANCE.md).
+//! chunk of 16 or more costs under 1.5 µs an entry (docs/DECISIONS.md).
 //!
 //! The invariant every reader relies on: an entry's id is at least its
 //! chunk's key and below the next chunk's key. The chunks of a scope thus
