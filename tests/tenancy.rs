@@ -102,8 +102,8 @@ fn decide(
         .unwrap()
 }
 
-fn code(err: RegistryError) -> &'static str {
-    err.code()
+fn code(err: RegistryError) -> String {
+    err.code().as_str().to_string()
 }
 
 // ---- tenants ---------------------------------------------------------------

@@ -16,6 +16,7 @@ mod tenants;
 
 use std::sync::Arc;
 use std::time::Duration;
+use ward_types::ErrorCode;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -206,8 +207,7 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this route does not take that method",
     )
 }
@@ -229,14 +229,18 @@ async fn request_context(State(state): State<AppState>, request: Request, next: 
     let mut response =
         match tokio::time::timeout(deadline, next.run(request).instrument(span.clone())).await {
             Ok(response) => response,
-            Err(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
-                "the request took too long",
-            )
-            .into_response(),
+            Err(_) => {
+                ApiError::new(ErrorCode::Timeout, "the request took too long").into_response()
+            }
         };
-    span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "answered"));
+    let status = response.status().as_u16();
+    match response.extensions_mut().remove::<error::InternalCause>() {
+        // Every server failure once, with its cause and the request's span.
+        Some(error::InternalCause(cause)) => {
+            span.in_scope(|| tracing::error!(status, %cause, "request failed"))
+        }
+        None => span.in_scope(|| tracing::debug!(status, "answered")),
+    }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }

@@ -67,18 +67,19 @@ pub enum RegistryError {
 
 impl RegistryError {
     /// The error's stable `snake_case` code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ward_types::ErrorCode {
+        use ward_types::ErrorCode;
         match self {
-            RegistryError::NotFound { .. } => "not_found",
-            RegistryError::Conflict(_) => "conflict",
-            RegistryError::Invalid(_) => "invalid_input",
-            RegistryError::QuotaExceeded(_) => "quota_exceeded",
-            RegistryError::GlobalReadOnly(_) => "global_read_only",
-            RegistryError::Module(LoadError::TooLarge { .. }) => "too_large",
-            RegistryError::Module(LoadError::Busy) => "busy",
-            RegistryError::Module(LoadError::Internal(_)) => "internal",
-            RegistryError::Module(_) => "invalid_module",
-            RegistryError::Store(_) | RegistryError::Unfinished => "internal",
+            RegistryError::NotFound { .. } => ErrorCode::NotFound,
+            RegistryError::Conflict(_) => ErrorCode::Conflict,
+            RegistryError::Invalid(_) => ErrorCode::InvalidInput,
+            RegistryError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
+            RegistryError::GlobalReadOnly(_) => ErrorCode::GlobalReadOnly,
+            RegistryError::Module(LoadError::TooLarge { .. }) => ErrorCode::TooLarge,
+            RegistryError::Module(LoadError::Busy) => ErrorCode::Busy,
+            RegistryError::Module(LoadError::Internal(_)) => ErrorCode::Internal,
+            RegistryError::Module(_) => ErrorCode::InvalidModule,
+            RegistryError::Store(_) | RegistryError::Unfinished => ErrorCode::Internal,
         }
     }
 

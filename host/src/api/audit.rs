@@ -1,6 +1,7 @@
 //! Reading the audit log.
 
 use axum::extract::State;
+use ward_types::ErrorCode;
 use ward_types::{AuditKind, AuditPage, AuditQuery as AuditParams, Timestamp};
 
 use super::extract::ApiQuery;
@@ -10,7 +11,7 @@ use crate::auth::Caller;
 
 /// Checks the query parameters of an audit read.
 fn parse(params: AuditParams) -> Result<AuditQuery, ApiError> {
-    let bad = |what: &str| ApiError::bad_request("invalid_input", what.to_string());
+    let bad = |what: &str| ApiError::bad_request(ErrorCode::InvalidInput, what.to_string());
     let time = |text: Option<String>, name: &str| {
         text.map(|t| {
             Timestamp::parse(&t).ok_or_else(|| bad(&format!("{name} must be an RFC 3339 time")))

@@ -6,6 +6,7 @@
 use axum::extract::State;
 use axum::http::HeaderMap;
 use serde_json::{Map, Value, json};
+use ward_types::ErrorCode;
 use ward_types::{AuthorizeRequest, DecisionResponse, Discovery, Evaluation, Evaluations};
 
 use super::decide::{MAX_BATCH, check_request, decide_all, decide_one, execute_all};
@@ -37,7 +38,8 @@ pub async fn evaluation(
     caller: Caller,
     AuthzenJson(body): AuthzenJson<Value>,
 ) -> Result<axum::Json<Evaluation>, ApiError> {
-    let request = to_request(body).map_err(|m| ApiError::bad_request("invalid_input", m))?;
+    let request =
+        to_request(body).map_err(|m| ApiError::bad_request(ErrorCode::InvalidInput, m))?;
     let decision = decide_one(&state, &caller, request).await?;
     Ok(axum::Json(decision.into()))
 }
@@ -63,7 +65,7 @@ pub async fn evaluations(
     AuthzenJson(body): AuthzenJson<Value>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    let bad = |m: &str| ApiError::bad_request("invalid_input", m.to_string());
+    let bad = |m: &str| ApiError::bad_request(ErrorCode::InvalidInput, m.to_string());
     let Value::Object(mut body) = body else {
         return Err(bad("the body must be a JSON object"));
     };
@@ -94,7 +96,7 @@ pub async fn evaluations(
 
     if items.is_empty() {
         let request = to_request(Value::Object(defaults))
-            .map_err(|m| ApiError::bad_request("invalid_input", m))?;
+            .map_err(|m| ApiError::bad_request(ErrorCode::InvalidInput, m))?;
         let decision = decide_one(&state, &caller, request).await?;
         return Ok(axum::Json(Evaluation::from(decision)).into_response());
     }
@@ -145,7 +147,9 @@ fn discovery_for(headers: &HeaderMap, tenant: Option<&str>) -> Result<Discovery,
                 && h.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
         })
-        .ok_or_else(|| ApiError::bad_request("invalid_input", "a valid Host header is required"))?;
+        .ok_or_else(|| {
+            ApiError::bad_request(ErrorCode::InvalidInput, "a valid Host header is required")
+        })?;
     let scheme = match headers
         .get("x-forwarded-proto")
         .and_then(|h| h.to_str().ok())

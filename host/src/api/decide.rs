@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use ward_types::ErrorCode;
 
 use axum::extract::State;
 use ward_types::{AuthorizeRequest, BatchRequest, BatchResponse, DecisionResponse};
@@ -215,7 +216,7 @@ pub async fn admit(
         && decisions > view.settings.burst as usize
     {
         return Err(ApiError::bad_request(
-            "batch_exceeds_burst",
+            ErrorCode::BatchExceedsBurst,
             format!(
                 "this call asks for {decisions} decisions and this tenant's burst is {}; send at most {} at once",
                 view.settings.burst, view.settings.burst
@@ -263,7 +264,8 @@ pub async fn authorize(
     caller: Caller,
     ApiJson(Incoming(request)): ApiJson<Incoming>,
 ) -> Result<axum::Json<DecisionResponse>, ApiError> {
-    let request = request.map_err(|message| ApiError::bad_request("invalid_input", message))?;
+    let request =
+        request.map_err(|message| ApiError::bad_request(ErrorCode::InvalidInput, message))?;
     decide_one(&state, &caller, request).await.map(axum::Json)
 }
 
@@ -279,7 +281,7 @@ pub async fn batch(
 ) -> Result<axum::Json<BatchResponse>, ApiError> {
     if body.items.is_empty() || body.items.len() > MAX_BATCH {
         return Err(ApiError::bad_request(
-            "invalid_input",
+            ErrorCode::InvalidInput,
             format!("a batch has 1 to {MAX_BATCH} items"),
         ));
     }
@@ -288,8 +290,9 @@ pub async fn batch(
         .into_iter()
         .enumerate()
         .map(|(i, Incoming(item))| {
-            item.map(Ok)
-                .map_err(|m| ApiError::bad_request("invalid_input", format!("items[{i}]: {m}")))
+            item.map(Ok).map_err(|m| {
+                ApiError::bad_request(ErrorCode::InvalidInput, format!("items[{i}]: {m}"))
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let results = decide_all(&state, &caller, requests, execute_all)

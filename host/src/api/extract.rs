@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use ward_types::ErrorCode;
 
 use super::{ApiError, AppState, blocking};
 use crate::auth::{Caller, Role};
@@ -24,8 +25,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         refuse_declared_excess(&request, state.http.max_body_bytes)?;
         if !is_json(request.headers()) {
             return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "send the body as `Content-Type: application/json`",
             ));
         }
@@ -34,7 +34,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             .map_err(bytes_rejection)?;
         // Before parsing: what is accepted here is stored and read back
         // wrapped in Ward's own records (crate::nesting).
-        nesting::check(&body).map_err(|err| ApiError::bad_request("too_deep", err.to_string()))?;
+        nesting::check(&body)
+            .map_err(|err| ApiError::bad_request(ErrorCode::TooDeep, err.to_string()))?;
         match axum::Json::<T>::from_bytes(&body) {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => Err(json_rejection(rejection)),
@@ -66,18 +67,17 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::JsonDataError(err) => {
-            ApiError::bad_request("invalid_input", err.body_text())
+            ApiError::bad_request(ErrorCode::InvalidInput, err.body_text())
         }
         JsonRejection::JsonSyntaxError(err) => {
-            ApiError::bad_request("invalid_json", err.body_text())
+            ApiError::bad_request(ErrorCode::InvalidJson, err.body_text())
         }
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "send the body as `Content-Type: application/json`",
         ),
         JsonRejection::BytesRejection(err) => bytes_rejection(err),
-        other => ApiError::bad_request("invalid_input", other.body_text()),
+        other => ApiError::bad_request(ErrorCode::InvalidInput, other.body_text()),
     }
 }
 
@@ -97,11 +97,7 @@ impl FromRequest<AppState> for ApiBytes {
 }
 
 fn too_large() -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "too_large",
-        "the request body is too large",
-    )
+    ApiError::new(ErrorCode::TooLarge, "the request body is too large")
 }
 
 /// Refuses a body whose declared length is over `limit` before reading any
@@ -123,7 +119,7 @@ fn bytes_rejection(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         too_large()
     } else {
-        ApiError::bad_request("invalid_input", rejection.body_text())
+        ApiError::bad_request(ErrorCode::InvalidInput, rejection.body_text())
     }
 }
 
@@ -141,7 +137,10 @@ impl FromRequestParts<AppState> for Caller {
             .get(axum::http::header::AUTHORIZATION)
             .map(|value| {
                 value.to_str().map(str::to_string).map_err(|_| {
-                    ApiError::bad_request("invalid_input", "header authorization is not ASCII")
+                    ApiError::bad_request(
+                        ErrorCode::InvalidInput,
+                        "header authorization is not ASCII",
+                    )
                 })
             })
             .transpose()?;
@@ -194,7 +193,7 @@ impl Caller {
             )),
             (_, Some(tenant)) => Ok(ScopeId::Tenant(tenant.clone())),
             (_, None) => Err(ApiError::bad_request(
-                "tenant_required",
+                ErrorCode::TenantRequired,
                 "operators name the tenant to act in with X-Tenant-ID",
             )),
         }
@@ -204,7 +203,7 @@ impl Caller {
     pub fn decision_tenant(&self) -> Result<String, ApiError> {
         self.tenant.clone().ok_or_else(|| {
             ApiError::bad_request(
-                "tenant_required",
+                ErrorCode::TenantRequired,
                 "operators name the tenant to act in with X-Tenant-ID",
             )
         })
@@ -250,10 +249,10 @@ fn path_rejection(rejection: &axum::extract::rejection::PathRejection) -> ApiErr
     match rejection {
         PathRejection::FailedToDeserializePathParams(err) => match err.kind() {
             ErrorKind::InvalidUtf8InPathParam { key } => ApiError::bad_request(
-                "invalid_input",
+                ErrorCode::InvalidInput,
                 format!("path parameter `{key}` is not UTF-8 once percent-decoded"),
             ),
-            _ => ApiError::bad_request("invalid_input", err.body_text()),
+            _ => ApiError::bad_request(ErrorCode::InvalidInput, err.body_text()),
         },
         // Only a route without parameters could ask for them: a bug here,
         // not the client's.
@@ -275,7 +274,7 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
             Err(rejection) => Err(ApiError::bad_request(
-                "invalid_input",
+                ErrorCode::InvalidInput,
                 format!("query: {}", rejection.body_text()),
             )),
         }
@@ -295,7 +294,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for AuthzenJson<T> {
             Ok(ApiJson(value)) => Ok(AuthzenJson(value)),
             Err(err) if err.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                 Err(ApiError::bad_request(
-                    "unsupported_media_type",
+                    ErrorCode::UnsupportedMediaType,
                     "send the body as `Content-Type: application/json`",
                 ))
             }

@@ -6,6 +6,7 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use ward_types::ErrorCode;
 
 use super::ApiError;
 
@@ -40,8 +41,7 @@ pub async fn limit_head(request: Request, next: Next) -> Response {
         .map_or(0, |target| target.as_str().len());
     if uri_bytes > MAX_URI_BYTES {
         return ApiError::new(
-            StatusCode::URI_TOO_LONG,
-            "uri_too_long",
+            ErrorCode::UriTooLong,
             format!("the request target is {uri_bytes} bytes; at most {MAX_URI_BYTES} are read"),
         )
         .into_response();
@@ -53,8 +53,7 @@ pub async fn limit_head(request: Request, next: Next) -> Response {
         .sum();
     if headers.len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES {
         return ApiError::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
+            ErrorCode::HeadersTooLarge,
             format!(
                 "the request has {} headers in {header_bytes} bytes; at most {MAX_HEADERS} headers in {MAX_HEADER_BYTES} bytes are read",
                 headers.len()
@@ -89,7 +88,7 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
                 .to_string(),
         }
     };
-    let fresh = ApiError::new(status, code_of(status), message).into_response();
+    let fresh = ApiError::with_status(status, code_of(status), message).into_response();
     let (fresh_parts, fresh_body) = fresh.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
@@ -114,23 +113,23 @@ fn is_json(response: &Response) -> bool {
 
 /// The error code an answer of `status` gets when nothing more precise is
 /// known.
-fn code_of(status: StatusCode) -> &'static str {
+fn code_of(status: StatusCode) -> ErrorCode {
     match status {
-        StatusCode::BAD_REQUEST => "invalid_input",
-        StatusCode::UNAUTHORIZED => "unauthenticated",
-        StatusCode::FORBIDDEN => "forbidden",
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::CONFLICT => "conflict",
-        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
-        StatusCode::URI_TOO_LONG => "uri_too_long",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::UNPROCESSABLE_ENTITY => "invalid_input",
-        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers_too_large",
-        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
-        status if status.is_client_error() => "invalid_request",
-        _ => "internal",
+        StatusCode::BAD_REQUEST => ErrorCode::InvalidInput,
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthenticated,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::CONFLICT => ErrorCode::Conflict,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::TooLarge,
+        StatusCode::URI_TOO_LONG => ErrorCode::UriTooLong,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::InvalidInput,
+        StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ErrorCode::HeadersTooLarge,
+        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
+        status if status.is_client_error() => ErrorCode::InvalidRequest,
+        _ => ErrorCode::Internal,
     }
 }
 

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::Value;
+use ward_types::ErrorCode;
 use ward_types::{ActivatePolicy, Agent, DataDocument, PolicyInfo, PutAgent, UploadedPolicy};
 
 use super::extract::{ApiBytes, ApiJson, ApiPath, ApiQuery};
@@ -207,8 +208,7 @@ async fn upload_policy(
     let media = content_type.split(';').next().unwrap_or("").trim();
     if media != "application/wasm" && media != "application/octet-stream" {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "upload the component as `Content-Type: application/wasm`",
         ));
     }

@@ -24,8 +24,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Status>,
         // unwritten, so a load balancer should send traffic elsewhere.
         if !registry.audit().writer().keeping_up() {
             return Err(ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "audit_behind",
+                ward_types::ErrorCode::AuditBehind,
                 "the audit writer is behind; decisions may wait",
             ));
         }

@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::json;
+use ward_types::ErrorCode;
 use ward_types::{
     ApiKeyInfo, AuditKind, CreateKey, CreateTenant, CreatedKey, Me, MyTenant,
     TENANT_ADJUSTABLE_SETTINGS, Tenant, TenantStatus, UpdateTenant,
@@ -35,8 +36,7 @@ pub async fn create(
             })?;
         if !principal.bounds.allows(&body.slug) {
             return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "tenant_not_allowed",
+                ErrorCode::TenantNotAllowed,
                 "this issuer may not name a tenant with that slug",
             ));
         }
@@ -64,8 +64,7 @@ fn check_adjustable(settings: &serde_json::Map<String, serde_json::Value>) -> Re
         .find(|key| !TENANT_ADJUSTABLE_SETTINGS.contains(&key.as_str()))
     {
         Some(field) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "setting_not_adjustable",
+            ErrorCode::SettingNotAdjustable,
             format!(
                 "`{}` is set by the operator; a tenant adjusts only {}",
                 crate::registry::clip(field),
@@ -334,7 +333,7 @@ async fn create_key_in(
         && !body.name.chars().any(char::is_control);
     if !name_ok {
         return Err(ApiError::bad_request(
-            "invalid_input",
+            ErrorCode::InvalidInput,
             "key name must be 1-200 characters without control characters",
         ));
     }

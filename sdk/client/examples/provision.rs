@@ -10,7 +10,7 @@ use ward_client::types::{
     AuthorizeRequest, CreateKey, CreateTenant, Entity, KeyRole, Permission, PutAgent,
     RequestAction, TenantKind,
 };
-use ward_client::{Client, Error};
+use ward_client::{Client, Error, ErrorCode};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,7 +30,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     {
         Ok(tenant) => tenant,
         // Already there from an earlier run.
-        Err(Error::Api { code, .. }) if code == "conflict" => operator.get_tenant(&slug).await?,
+        Err(Error::Api {
+            code: ErrorCode::Conflict,
+            ..
+        }) => operator.get_tenant(&slug).await?,
         Err(err) => return Err(err.into()),
     };
     let key = operator

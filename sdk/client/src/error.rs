@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+pub use ward_types::ErrorCode;
+
 /// A failed call.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -11,8 +13,9 @@ pub enum Error {
     Api {
         /// The HTTP status.
         status: u16,
-        /// The server's error code.
-        code: String,
+        /// The server's error code ([`ErrorCode::Other`] for one this
+        /// client does not know, `http_error` when the answer had none).
+        code: ErrorCode,
         /// The server's explanation.
         message: String,
         /// How long the server asked to wait, for 429 and 503.
@@ -35,8 +38,14 @@ pub enum Error {
 }
 
 impl Error {
-    /// The server's error code, when the server answered with one.
+    /// The server's error code as it travels, when the server answered
+    /// with one.
     pub fn code(&self) -> Option<&str> {
+        self.error_code().map(ErrorCode::as_str)
+    }
+
+    /// The server's error code, typed.
+    pub fn error_code(&self) -> Option<&ErrorCode> {
         match self {
             Error::Api { code, .. } => Some(code),
             _ => None,

@@ -42,7 +42,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorCode, Result};
 pub use retry::RetryPolicy;
 /// The request and response types of the API.
 pub use ward_types as types;
@@ -574,7 +574,7 @@ async fn read(response: reqwest::Response) -> Result<Bytes> {
         },
         Err(_) => Error::Api {
             status: status.as_u16(),
-            code: String::from("http_error"),
+            code: ErrorCode::Other(String::from("http_error")),
             message: status
                 .canonical_reason()
                 .unwrap_or("unexpected status")

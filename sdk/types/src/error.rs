@@ -13,50 +13,134 @@ pub struct ErrorBody {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// `snake_case`, stable: match on this. A client should treat a code
-    /// it does not know by the answer's status.
+    /// it does not know ([`ErrorCode::Other`]) by the answer's status.
     #[cfg_attr(feature = "openapi", schema(value_type = ErrorCodeName))]
-    pub code: String,
+    pub code: ErrorCode,
     /// For people; may change between versions.
     pub message: String,
 }
 
-/// Every error code a Ward server answers with (the schema of
-/// [`ErrorDetail::code`] in `/openapi.json`).
-pub const ERROR_CODES: [&str; 31] = [
-    "audit_behind",
-    "batch_exceeds_burst",
-    "budget_exhausted",
-    "busy",
-    "conflict",
-    "forbidden",
-    "global_read_only",
-    "headers_too_large",
-    "internal",
-    "invalid_input",
-    "invalid_json",
-    "invalid_module",
-    "invalid_request",
-    "invalid_token",
-    "method_not_allowed",
-    "not_found",
-    "quota_exceeded",
-    "rate_limited",
-    "setting_not_adjustable",
-    "tenant_mismatch",
-    "tenant_not_allowed",
-    "tenant_required",
-    "timeout",
-    "token_expired",
-    "too_deep",
-    "too_large",
-    "too_many_evaluations",
-    "unauthenticated",
-    "unavailable",
-    "unsupported_media_type",
-    "uri_too_long",
-];
+macro_rules! error_codes {
+    ($($(#[doc = $doc:literal])* $variant:ident => $code:literal,)*) => {
+        /// Every error code of Ward's API, as one type for the server and
+        /// its clients. It travels as its `snake_case` string; a client
+        /// reading a code this version does not know gets
+        /// [`ErrorCode::Other`].
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($(#[doc = $doc])* $variant,)*
+            /// A code this version does not know.
+            Other(String),
+        }
 
-/// The schema of an error code: one of [`ERROR_CODES`].
+        impl ErrorCode {
+            /// Every code a server of this version answers with.
+            pub const KNOWN: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The code as it travels.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(ErrorCode::$variant => $code,)*
+                    ErrorCode::Other(code) => code,
+                }
+            }
+
+            /// The code of `text`; [`ErrorCode::Other`] when unknown.
+            pub fn parse(text: &str) -> ErrorCode {
+                match text {
+                    $($code => ErrorCode::$variant,)*
+                    other => ErrorCode::Other(other.to_string()),
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// `/readyz`: the audit writer is behind.
+    AuditBehind => "audit_behind",
+    /// A batch larger than the tenant's burst: no wait makes it fit.
+    BatchExceedsBurst => "batch_exceeds_burst",
+    /// The tenant's decisions for the month are spent.
+    BudgetExhausted => "budget_exhausted",
+    /// Too many compilations at once; try again.
+    Busy => "busy",
+    /// The name is taken.
+    Conflict => "conflict",
+    /// Authenticated, but not allowed here.
+    Forbidden => "forbidden",
+    /// A tenant tried to change a global object.
+    GlobalReadOnly => "global_read_only",
+    /// The request's headers are too many or too large.
+    HeadersTooLarge => "headers_too_large",
+    /// The server failed; its log says why.
+    Internal => "internal",
+    /// Malformed or out-of-range input.
+    InvalidInput => "invalid_input",
+    /// The body is not JSON.
+    InvalidJson => "invalid_json",
+    /// The uploaded module was refused.
+    InvalidModule => "invalid_module",
+    /// Another client error the HTTP layer answered.
+    InvalidRequest => "invalid_request",
+    /// Credentials that do not check out.
+    InvalidToken => "invalid_token",
+    /// The route does not take that method.
+    MethodNotAllowed => "method_not_allowed",
+    /// No such object, or not visible to the caller.
+    NotFound => "not_found",
+    /// A tenant quota would be exceeded.
+    QuotaExceeded => "quota_exceeded",
+    /// The tenant's rate limit is reached.
+    RateLimited => "rate_limited",
+    /// A setting only the operator sets.
+    SettingNotAdjustable => "setting_not_adjustable",
+    /// A tenant header names a tenant the credential is not for.
+    TenantMismatch => "tenant_mismatch",
+    /// The token's issuer is not trusted with that tenant.
+    TenantNotAllowed => "tenant_not_allowed",
+    /// The request must name its tenant.
+    TenantRequired => "tenant_required",
+    /// The request took too long.
+    Timeout => "timeout",
+    /// The token has expired.
+    TokenExpired => "token_expired",
+    /// JSON nested deeper than allowed.
+    TooDeep => "too_deep",
+    /// A body or module over its limit.
+    TooLarge => "too_large",
+    /// The tenant has its maximum of evaluations running.
+    TooManyEvaluations => "too_many_evaluations",
+    /// No credentials.
+    Unauthenticated => "unauthenticated",
+    /// The server cannot answer now.
+    Unavailable => "unavailable",
+    /// The body's content type is not the route's.
+    UnsupportedMediaType => "unsupported_media_type",
+    /// The request target is too long.
+    UriTooLong => "uri_too_long",
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        Ok(ErrorCode::parse(&text))
+    }
+}
+
+/// The schema of an error code: one of [`ErrorCode::KNOWN`].
 #[cfg(feature = "openapi")]
 pub struct ErrorCodeName;
 
@@ -66,7 +150,7 @@ impl utoipa::PartialSchema for ErrorCodeName {
         use utoipa::openapi::schema::{ObjectBuilder, Type};
         ObjectBuilder::new()
             .schema_type(Type::String)
-            .enum_values(Some(ERROR_CODES))
+            .enum_values(Some(ErrorCode::KNOWN.iter().map(ErrorCode::as_str)))
             .description(Some("The error's stable code."))
             .into()
     }
@@ -74,3 +158,20 @@ impl utoipa::PartialSchema for ErrorCodeName {
 
 #[cfg(feature = "openapi")]
 impl utoipa::ToSchema for ErrorCodeName {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_travel_as_their_strings_and_unknown_ones_survive() {
+        for code in ErrorCode::KNOWN {
+            let text = serde_json::to_string(code).unwrap();
+            assert_eq!(serde_json::from_str::<ErrorCode>(&text).unwrap(), *code);
+            assert_eq!(ErrorCode::parse(code.as_str()), *code);
+        }
+        let later: ErrorCode = serde_json::from_str("\"billing_required\"").unwrap();
+        assert_eq!(later, ErrorCode::Other(String::from("billing_required")));
+        assert_eq!(later.as_str(), "billing_required");
+    }
+}
