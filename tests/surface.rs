@@ -438,27 +438,25 @@ async fn settings_that_would_break_the_tenant_are_refused_naming_the_field() {
 async fn default_policy_must_name_a_policy_the_tenant_sees() {
     let server = TestServer::start().await;
     let (_, admin, _) = server.tenant("acme").await;
-    let patch = |policy: &str| Body::Json(json!({"settings": {"default_policy": policy}}));
-    let reply = server
-        .call(
-            "PATCH",
-            "/v1/tenants/acme",
-            Some(OPERATOR),
-            None,
-            patch("mine"),
-        )
-        .await;
+    let set_default = |policy: &'static str| {
+        let server = &server;
+        async move {
+            let patch = json!({"settings": {"default_policy": policy}});
+            server
+                .call(
+                    "PATCH",
+                    "/v1/tenants/acme",
+                    Some(OPERATOR),
+                    None,
+                    Body::Json(patch),
+                )
+                .await
+        }
+    };
+    let reply = set_default("mine").await;
     assert_json_error(&reply, 400, "invalid_input", "a policy that does not exist");
     // A global one (the builtin) and the tenant's own are accepted.
-    let reply = server
-        .call(
-            "PATCH",
-            "/v1/tenants/acme",
-            Some(OPERATOR),
-            None,
-            patch("permissions"),
-        )
-        .await;
+    let reply = set_default("permissions").await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(
         server
@@ -467,15 +465,7 @@ async fn default_policy_must_name_a_policy_the_tenant_sees() {
             .status,
         201
     );
-    let reply = server
-        .call(
-            "PATCH",
-            "/v1/tenants/acme",
-            Some(OPERATOR),
-            None,
-            patch("mine"),
-        )
-        .await;
+    let reply = set_default("mine").await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body["settings"]["default_policy"], "mine");
     // A new tenant can only name a global one.
