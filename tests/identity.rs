@@ -618,7 +618,10 @@ async fn users_of_a_self_service_issuer_create_own_and_delete_their_tenants() {
     let dir = tempfile::tempdir().unwrap();
     let (people, partner) = (Key::new("people"), Key::new("partner"));
     let mut toml = String::new();
-    for (key, extra) in [(&people, "self_service = true"), (&partner, "")] {
+    for (key, extra) in [
+        (&people, "self_service = true\nself_service_max_tenants = 2"),
+        (&partner, ""),
+    ] {
         let path = dir.path().join(format!("{}.json", key.kid));
         std::fs::write(&path, json!({"keys": [key.jwk()]}).to_string()).unwrap();
         toml.push_str(&format!(
@@ -760,6 +763,20 @@ async fn users_of_a_self_service_issuer_create_own_and_delete_their_tenants() {
     assert_eq!(by_alice.status, 204, "{}", by_alice.body);
     assert_eq!(server.get("/v1/tenant", &team_key).await.status, 401);
     assert_eq!(server.get("/v1/tenants/team-x", OPERATOR).await.status, 404);
+
+    // One user owns a bounded number of tenants.
+    for slug in ["team-y", "team-z"] {
+        let made = create(alice.clone(), json!({"slug": slug, "name": slug})).await;
+        assert_eq!(made.status, 201, "{}", made.body);
+    }
+    let over = create(alice.clone(), json!({"slug": "team-w", "name": "W"})).await;
+    assert_eq!((over.status, over.code()), (403, "quota_exceeded"));
+    assert_eq!(
+        create(bob.clone(), json!({"slug": "team-w", "name": "W"}))
+            .await
+            .status,
+        201
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -415,6 +415,9 @@ pub struct JwtIssuer {
     /// delete them.
     #[serde(default)]
     pub self_service: bool,
+    /// How many tenants one user of a self-service issuer may own.
+    #[serde(default = "default_self_service_max_tenants")]
+    pub self_service_max_tenants: usize,
     /// Claim naming the tenant (slug or id), or a list of memberships:
     /// strings, or objects `{"tenant": "...", "roles": [...]}`.
     #[serde(default = "default_tenant_claim")]
@@ -431,6 +434,10 @@ pub struct JwtIssuer {
     /// Create the tenant named by a valid token on first sight.
     #[serde(default)]
     pub auto_provision: bool,
+}
+
+fn default_self_service_max_tenants() -> usize {
+    10
 }
 
 fn default_tenant_header() -> String {

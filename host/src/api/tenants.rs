@@ -44,7 +44,10 @@ pub async fn create(
             check_adjustable(settings)?;
         }
         body.kind = ward_types::TenantKind::Organization;
-        Some(principal.owner.clone())
+        Some((
+            principal.owner.clone(),
+            principal.bounds.self_service_max_tenants,
+        ))
     };
     let registry = state.registry.clone();
     blocking(move || {

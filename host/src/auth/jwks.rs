@@ -58,6 +58,35 @@ const MAX_SETS: usize = 10_000;
 pub struct KeyCache {
     sets: Mutex<HashMap<Location, Cached>>,
     fetcher: Fetcher,
+    /// Fetches of sets never read, per second.
+    new_sets: Mutex<Budget>,
+}
+
+/// How many sets never read may be fetched each second.
+const NEW_SETS_PER_SEC: u32 = 20;
+
+/// A count of events in the current second.
+struct Budget {
+    second: Option<Instant>,
+    used: u32,
+}
+
+impl Budget {
+    /// Whether one more event fits in the second of `now`.
+    fn take(&mut self, now: Instant) -> bool {
+        let fresh = self
+            .second
+            .is_none_or(|start| now.duration_since(start) >= Duration::from_secs(1));
+        if fresh {
+            self.second = Some(now);
+            self.used = 0;
+        }
+        if self.used >= NEW_SETS_PER_SEC {
+            return false;
+        }
+        self.used += 1;
+        true
+    }
 }
 
 impl KeyCache {
@@ -66,6 +95,10 @@ impl KeyCache {
         KeyCache {
             sets: Mutex::new(HashMap::new()),
             fetcher: Fetcher::start(),
+            new_sets: Mutex::new(Budget {
+                second: None,
+                used: 0,
+            }),
         }
     }
 
@@ -96,6 +129,20 @@ impl KeyCache {
             // Mark the attempt first: concurrent callers use what is there
             // instead of fetching the same set again.
             let mut sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
+            // Anyone can send a token naming a realm never seen, and each
+            // would cost a fetch: sets never read are fetched at a bounded
+            // rate, so such tokens cannot keep the fetcher from the realms
+            // in use (nor flood the IdP).
+            let never_read = sets.get(location).is_none_or(|c| c.read_at.is_none());
+            if never_read
+                && !self
+                    .new_sets
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take(now)
+            {
+                return current;
+            }
             if sets.len() >= MAX_SETS && !sets.contains_key(location) {
                 sets.retain(|_, cached| cached.read_at.is_some());
             }
@@ -252,4 +299,21 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<String, String> {
         }
     }
     String::from_utf8(body).map_err(|_| format!("{url}: not UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_never_read_are_fetched_at_a_bounded_rate() {
+        let mut budget = Budget {
+            second: None,
+            used: 0,
+        };
+        let start = Instant::now();
+        let taken = (0..100).filter(|_| budget.take(start)).count();
+        assert_eq!(taken, NEW_SETS_PER_SEC as usize);
+        assert!(budget.take(start + Duration::from_secs(1)), "a new second");
+    }
 }

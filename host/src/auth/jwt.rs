@@ -56,6 +56,8 @@ pub struct IssuerBounds {
     pub acting_user_header: Option<String>,
     /// Whether its users may create tenants of their own.
     pub self_service: bool,
+    /// How many tenants one of its users may own.
+    pub self_service_max_tenants: usize,
 }
 
 impl IssuerBounds {
@@ -99,7 +101,7 @@ pub struct Membership {
 /// Where an issuer's keys are.
 enum Keys {
     /// One key (a secret or a PEM), for an exact issuer only.
-    One(DecodingKey),
+    One(Arc<KeyList>),
     /// A JWKS file or URL read (and refreshed) when needed; under an
     /// `issuer_pattern`, its `{slug}` is the realm's.
     Set(Source),
@@ -252,7 +254,7 @@ impl JwtVerifier {
     /// The keys `issuer` verifies `realm`'s tokens with.
     fn keys_of(&self, issuer: &Issuer, realm: &str, iss: &str, kid: Option<&str>) -> Arc<KeyList> {
         let location = match &issuer.keys {
-            Keys::One(key) => return Arc::new(vec![(None, key.clone())]),
+            Keys::One(keys) => return Arc::clone(keys),
             Keys::Set(Source::File(template)) => Location::File(template.replace("{slug}", realm)),
             Keys::Set(Source::Url(template)) => Location::Url(template.replace("{slug}", realm)),
             Keys::Set(Source::Discovery) => Location::Discovery(iss.to_string()),
@@ -390,7 +392,10 @@ fn load_issuer(config: &JwtIssuer) -> Result<Issuer, IssuerError> {
                 "a secret only works with HS256/HS384/HS512",
             )));
         }
-        Keys::One(DecodingKey::from_secret(secret.as_bytes()))
+        Keys::One(Arc::new(vec![(
+            None,
+            DecodingKey::from_secret(secret.as_bytes()),
+        )]))
     } else if let Some(path) = &config.public_key_pem {
         let pem = std::fs::read(path)
             .map_err(|err| error(format!("cannot read `{}`: {err}", path.display())))?;
@@ -405,7 +410,7 @@ fn load_issuer(config: &JwtIssuer) -> Result<Issuer, IssuerError> {
             Family::Ed => DecodingKey::from_ed_pem(&pem),
         }
         .map_err(|err| error(format!("invalid public key: {err}")))?;
-        Keys::One(key)
+        Keys::One(Arc::new(vec![(None, key)]))
     } else if let Some(path) = config.jwks_file.as_ref().filter(|p| !p.contains("{slug}")) {
         // One issuer's file: checked now, so a bad path fails the start;
         // read through the cache like any key set, so a rotated file is
@@ -439,6 +444,7 @@ fn load_issuer(config: &JwtIssuer) -> Result<Issuer, IssuerError> {
             .as_ref()
             .map(|h| h.to_ascii_lowercase()),
         self_service: config.self_service,
+        self_service_max_tenants: config.self_service_max_tenants,
     });
     Ok(Issuer {
         config: config.clone(),

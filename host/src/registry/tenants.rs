@@ -20,13 +20,13 @@ impl Registry {
         self.create_owned_tenant(request, actor, None)
     }
 
-    /// Creates a tenant that `owner` created through self-service, and may
-    /// delete.
+    /// Creates a tenant that `owner` (with at most `max_owned` tenants)
+    /// created through self-service, and may delete.
     pub fn create_owned_tenant(
         &self,
         request: CreateTenant,
         actor: &str,
-        owner: Option<ward_types::TenantOwner>,
+        owner: Option<(ward_types::TenantOwner, usize)>,
     ) -> Result<Tenant> {
         check_slug(&request.slug)?;
         check_display_name(&request.name)?;
@@ -41,6 +41,23 @@ impl Registry {
                 request.slug
             )));
         }
+        // Counted under the write lock: concurrent creations by one user
+        // never pass the cap together.
+        if let Some((owner, max_owned)) = &owner {
+            let owned = self
+                .directory
+                .load()
+                .by_id
+                .values()
+                .filter(|slot| slot.view.load().record.owner.as_ref() == Some(owner))
+                .count();
+            if owned >= *max_owned {
+                return Err(RegistryError::QuotaExceeded(format!(
+                    "this user already owns its maximum of {max_owned} tenants"
+                )));
+            }
+        }
+        let owner = owner.map(|(owner, _)| owner);
         let now = Timestamp::now();
         let record = TenantRecord {
             id: format!("tnt_{}", crate::ids::next_ulid()),
