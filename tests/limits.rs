@@ -4,14 +4,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use ward::audit::AuditLog;
-use ward::limits::ManualClock;
-use ward::registry::{Admission, Registry, ScopeId};
-use ward::store::{SledStore, Store};
-use ward_types::{CreateTenant, TenantKind};
+use ward::decision::DecisionError;
+use ward::gates::ManualClock;
+use ward::registry::{Registry, ScopeId};
+use ward_types::{CreateTenant, ErrorCode, TenantKind};
 
 use crate::server::{Body, OPERATOR, TestServer};
-use crate::support::{guest, shared_sandbox};
+use crate::support::{Local, guest, shared_sandbox};
 
 async fn tenant_with(server: &TestServer, slug: &str, settings: Value) -> String {
     let (_, admin, _) = server.tenant(slug).await;
@@ -314,10 +313,8 @@ async fn monthly_budget_is_hit_over_http() {
     );
 }
 
-fn registry_at(dir: &std::path::Path, clock: Arc<ManualClock>) -> Registry {
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
-    let audit = Arc::new(AuditLog::new(Arc::clone(&store)).unwrap());
-    Registry::open_with_clock(store, Arc::clone(shared_sandbox()), audit, clock).unwrap()
+fn registry_at(dir: &std::path::Path, clock: Arc<ManualClock>) -> Local {
+    Local::open(dir, shared_sandbox(), clock)
 }
 
 fn create(registry: &Registry, slug: &str, settings: Value) -> String {
@@ -345,7 +342,7 @@ fn the_budget_rolls_over_with_the_month_and_survives_restarts() {
     for _ in 0..2 {
         drop(registry.admit(&tenant, 1, "t").map_err(|_| ()).unwrap());
     }
-    registry.persist_usage().unwrap();
+    registry.persist_usage();
     drop(registry);
 
     let registry = registry_at(dir.path(), Arc::clone(&clock));
@@ -356,8 +353,8 @@ fn the_budget_rolls_over_with_the_month_and_survives_restarts() {
     );
     drop(registry.admit(&tenant, 1, "t").map_err(|_| ()).unwrap());
     match registry.admit(&tenant, 1, "t") {
-        Err(Admission::Refused(refusal)) => {
-            assert_eq!(refusal.reason.code(), "budget_exhausted");
+        Err(DecisionError::Refused { refusal }) => {
+            assert_eq!(refusal.reason.code(), ErrorCode::BudgetExhausted);
             assert_eq!(refusal.retry_after_secs, 60, "one minute to December");
         }
         _ => panic!("the fourth decision of November must be refused"),

@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod authzen;
+mod batch;
 mod cli;
 mod client;
 mod conformance;

@@ -4,16 +4,14 @@
 
 use std::sync::Arc;
 
-use ward::audit::AuditLog;
-use ward::registry::{Registry, ScopeId};
+use ward::registry::ScopeId;
 use ward::sandbox::{Sandbox, SandboxConfig};
-use ward::store::{SledStore, Store};
 use ward_types::{
     AgentStatus, AuthorizeRequest, CreateTenant, Entity, Permission, PutAgent, RequestAction,
     TenantKind,
 };
 
-use crate::support::{guest, small_config};
+use crate::support::{Local, guest, small_config};
 
 /// The same component with a custom section that makes its bytes (and so
 /// its sha256) distinct: a different module that decides the same way.
@@ -42,9 +40,11 @@ fn policies_past_the_resident_limit_are_reloaded_from_the_disk_cache() {
         })
         .unwrap(),
     );
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("db")).unwrap());
-    let audit = Arc::new(AuditLog::new(Arc::clone(&store)).unwrap());
-    let registry = Registry::open(store, Arc::clone(&sandbox), audit).unwrap();
+    let registry = Local::open(
+        &dir.path().join("db"),
+        &sandbox,
+        Arc::new(ward::gates::SystemClock),
+    );
 
     let permissions = guest("permissions");
     let mut tenants = Vec::new();

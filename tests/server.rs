@@ -42,11 +42,11 @@ impl TestServer {
 
     /// Starts with extra TOML appended to the test defaults.
     pub async fn start_with(extra_toml: &str) -> Self {
-        Self::start_with_clock(extra_toml, Arc::new(ward::limits::SystemClock)).await
+        Self::start_with_clock(extra_toml, Arc::new(ward::gates::SystemClock)).await
     }
 
     /// [`TestServer::start_with`], its limits going by `clock`.
-    pub async fn start_with_clock(extra_toml: &str, clock: Arc<dyn ward::limits::Clock>) -> Self {
+    pub async fn start_with_clock(extra_toml: &str, clock: Arc<dyn ward::gates::Clock>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let toml = format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n[sandbox]\nmax_concurrent_instances = 64\n{extra_toml}",

@@ -4,10 +4,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use ward::audit::AuditLog;
+use ward::decision::{DecisionError, DecisionOutcome, Schedule};
+use ward::gates::{Clock, Permit, SystemClock};
 use ward::registry::Registry;
 use ward::sandbox::{
     Action, Agent, Entity, LoadedPolicy, Permission, Request, Sandbox, SandboxConfig, Scope, Tenant,
 };
+use ward::server::Parts;
 use ward::store::{SledStore, Store};
 
 /// Bytes of a policy or test guest built from `plugins/` by the build script.
@@ -45,18 +48,76 @@ pub fn shared_sandbox() -> &'static Arc<Sandbox> {
     sandbox
 }
 
+/// Ward's parts without a server: the registry (which it derefs to), and
+/// decisions made on the test's thread.
+pub struct Local(pub Parts);
+
+impl std::ops::Deref for Local {
+    type Target = Registry;
+
+    fn deref(&self) -> &Registry {
+        &self.0.registry
+    }
+}
+
+impl Local {
+    /// Opens the sled store in `dir` with `sandbox` and `clock`.
+    pub fn open(dir: &std::path::Path, sandbox: &Arc<Sandbox>, clock: Arc<dyn Clock>) -> Local {
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
+        let audit = Arc::new(AuditLog::new(Arc::clone(&store)).unwrap());
+        let schedule = Schedule {
+            inline: true,
+            refusal_delay: std::time::Duration::ZERO,
+        };
+        Local(Parts::assemble(store, Arc::clone(sandbox), audit, clock, schedule, 1).unwrap())
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.0.store
+    }
+
+    pub fn audit(&self) -> &Arc<AuditLog> {
+        &self.0.audit
+    }
+
+    /// One decision, without admission.
+    pub fn authorize(
+        &self,
+        tenant: &str,
+        request: &ward_types::AuthorizeRequest,
+        actor: &str,
+    ) -> Result<DecisionOutcome, DecisionError> {
+        self.0.decider.decide_now(tenant, actor, request)
+    }
+
+    pub fn admit(
+        &self,
+        tenant: &str,
+        decisions: usize,
+        actor: &str,
+    ) -> Result<Permit, DecisionError> {
+        self.0.decider.admit_now(tenant, decisions, actor)
+    }
+
+    pub fn usage(&self, tenant: &str) -> Result<ward_types::Usage, DecisionError> {
+        self.0.decider.usage(tenant)
+    }
+
+    pub fn persist_usage(&self) {
+        self.0.gates.persist().unwrap();
+    }
+}
+
 /// A registry on a fresh sled store in a temporary directory.
-pub fn registry() -> (tempfile::TempDir, Registry) {
+pub fn registry() -> (tempfile::TempDir, Local) {
     let dir = tempfile::tempdir().unwrap();
     let registry = open_registry(dir.path());
     (dir, registry)
 }
 
 /// A registry on the sled store in `dir`.
-pub fn open_registry(dir: &std::path::Path) -> Registry {
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
-    let audit = Arc::new(AuditLog::new(Arc::clone(&store)).unwrap());
-    Registry::open(store, Arc::clone(shared_sandbox()), audit).unwrap()
+pub fn open_registry(dir: &std::path::Path) -> Local {
+    Local::open(dir, shared_sandbox(), Arc::new(SystemClock))
 }
 
 pub fn load(name: &str) -> Arc<LoadedPolicy> {

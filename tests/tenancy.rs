@@ -87,12 +87,12 @@ fn ask(subject: &str, action: &str, resource: &str) -> AuthorizeRequest {
 }
 
 fn decide(
-    registry: &Registry,
+    registry: &Local,
     scope: &ScopeId,
     subject: &str,
     action: &str,
     resource: &str,
-) -> ward::authorize::DecisionOutcome {
+) -> ward::decision::DecisionOutcome {
     registry
         .authorize(
             tenant_id(scope),

@@ -1,12 +1,18 @@
 //! One in-process decision, three ways, in one run (issue 7, target 1):
 //!
-//! - **ward**: `Registry::authorize` — tenant and agent resolution, policy
+//! - **ward**: `Decider::decide_now` — tenant and agent resolution, policy
 //!   choice, the builtin `permissions` policy on a fresh sandbox instance,
 //!   the answer; the audit log discards entries (audit off). Twice: with
 //!   instances made ahead by the sandbox's background thread (the default
 //!   on two cores), and with every instance made and dropped on the
 //!   deciding thread (`warm_instances = 0`); each with the process's CPU
 //!   time per decision, all threads included;
+//! - **ward, no sandbox**: the same pipeline with the builtin's rules in
+//!   plain Rust in place of the sandbox (the `Evaluate` seam): what
+//!   resolution, the answer and the audit entry cost without a policy
+//!   instance;
+//! - **ward, batch**: the 1,000 requests as calls of 100 items, whose
+//!   items share one instance;
 //! - **native**: the same rules in plain Rust (agent looked up in a map,
 //!   the SDK's `glob_match`, the same reasons);
 //! - **cedar**: the `cedar-policy` crate, one policy set per agent, one
@@ -34,8 +40,14 @@ use cedar_policy::{
 };
 use ward::audit::AuditLog;
 use ward::audit::writer::{Durability, WriterConfig};
-use ward::registry::{Registry, ScopeId};
-use ward::sandbox::{Sandbox, SandboxConfig};
+use ward::decision::{Evaluate, Schedule, Semantic};
+use ward::gates::SystemClock;
+use ward::registry::ScopeId;
+use ward::sandbox::{
+    Batch, DataLookup, LoadedPolicy, Outcome, RequestRef, Sandbox, SandboxConfig, SandboxLimits,
+    Slice, Usage,
+};
+use ward::server::Parts;
 use ward::store::{SledStore, Store};
 use ward_types::{
     AgentStatus, AuthorizeRequest, CreateTenant, Entity, Permission, PutAgent, RequestAction,
@@ -159,7 +171,7 @@ fn scenario() -> Scenario {
 
 /// Ward's registry for one tenant holding the 50 agents, audit off, with
 /// `warm_instances` made ahead of their decisions (0: made inline).
-fn ward(scenario: &Scenario, warm_instances: usize) -> (Registry, String) {
+fn ward(scenario: &Scenario, warm_instances: usize, plain: bool) -> (Parts, Arc<Sandbox>, String) {
     let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
     let config = WriterConfig {
         durability: Durability::DiscardForBenchmarks,
@@ -173,7 +185,25 @@ fn ward(scenario: &Scenario, warm_instances: usize) -> (Registry, String) {
         })
         .unwrap(),
     );
-    let registry = Registry::open(store, sandbox, audit).unwrap();
+    let schedule = Schedule {
+        inline: true,
+        refusal_delay: std::time::Duration::ZERO,
+    };
+    let evaluator: Arc<dyn Evaluate> = match plain {
+        true => Arc::new(PlainPermissions),
+        false => sandbox.clone(),
+    };
+    let parts = Parts::assemble_with(
+        store,
+        Arc::clone(&sandbox),
+        audit,
+        Arc::new(SystemClock),
+        schedule,
+        1,
+        evaluator,
+    )
+    .unwrap();
+    let registry = &parts.registry;
     let tenant = registry
         .create_tenant(
             CreateTenant {
@@ -196,7 +226,43 @@ fn ward(scenario: &Scenario, warm_instances: usize) -> (Registry, String) {
         };
         registry.put_agent(&scope, name, body, "bench").unwrap();
     }
-    (registry, tenant.id)
+    (parts, sandbox, tenant.id)
+}
+
+/// The builtin `permissions` policy's rules in plain Rust, in the
+/// sandbox's place.
+struct PlainPermissions;
+
+impl Evaluate for PlainPermissions {
+    fn evaluate(
+        &self,
+        _: &mut Batch,
+        _: &Arc<LoadedPolicy>,
+        request: RequestRef<'_>,
+        _: &SandboxLimits,
+        _: Arc<dyn DataLookup>,
+        _: Slice,
+    ) -> Option<Outcome> {
+        let resource = format!("{}:{}", request.resource.type_, request.resource.id);
+        let agent = request.agent?;
+        let grants = agent.permissions.iter().map(|grant| {
+            (
+                grant.resource.as_str(),
+                grant.actions.iter().map(String::as_str),
+            )
+        });
+        let (allow, reasons) =
+            support::permissions::decide(agent.name, grants, &resource, request.action.name);
+        Some(Outcome {
+            allow,
+            reasons,
+            context: String::from("{}"),
+            failure: None,
+            usage: Usage::default(),
+        })
+    }
+
+    fn finish(&self, _: Batch) {}
 }
 
 /// One Cedar policy set per agent.
@@ -307,10 +373,11 @@ fn process_cpu_us() -> f64 {
 }
 
 /// Decides with one of the registries built by [`ward`].
-fn decide_with(ward: &(Registry, String)) -> impl Fn(&AuthorizeRequest) -> bool + '_ {
+fn decide_with(ward: &(Parts, Arc<Sandbox>, String)) -> impl Fn(&AuthorizeRequest) -> bool + '_ {
     move |request| {
         ward.0
-            .authorize(&ward.1, request, "bench")
+            .decider
+            .decide_now(&ward.2, "bench", request)
             .unwrap()
             .response
             .decision
@@ -335,11 +402,35 @@ fn main() {
         return;
     }
     let scenario = scenario();
-    let warm = ward(&scenario, SandboxConfig::default().warm_instances);
-    let inline = ward(&scenario, 0);
+    let warm = ward(&scenario, SandboxConfig::default().warm_instances, false);
+    let inline = ward(&scenario, 0, false);
+    let plain = ward(&scenario, 0, true);
+    let batched = ward(&scenario, 0, false);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Calls of 100 items, as `POST /v1/authorize/batch` makes them.
+    let batch_pass = |requests: &[AuthorizeRequest]| {
+        let started = Instant::now();
+        for chunk in requests.chunks(100) {
+            let items = chunk.iter().cloned().map(Ok).collect();
+            let answers = runtime
+                .block_on(batched.0.decider.decide_call(
+                    &batched.2,
+                    "bench",
+                    items,
+                    Semantic::ExecuteAll,
+                ))
+                .unwrap();
+            black_box(answers);
+        }
+        started.elapsed().as_secs_f64() * 1e6 / requests.len() as f64
+    };
     let cedar = Cedar::new(&scenario);
     let ward_decide = decide_with(&warm);
     let inline_decide = decide_with(&inline);
+    let plain_decide = decide_with(&plain);
     let native_decide = |request: &AuthorizeRequest| native(&scenario.agents, request).0;
 
     // The three agree on every request before anything is timed.
@@ -348,10 +439,12 @@ fn main() {
     for (request, expected) in scenario.requests.iter().zip(&scenario.expected) {
         assert_eq!(ward_decide(request), *expected, "ward: {request:?}");
         assert_eq!(inline_decide(request), *expected, "ward: {request:?}");
+        assert_eq!(plain_decide(request), *expected, "plain: {request:?}");
         assert_eq!(cedar.decide(request), *expected, "cedar: {request:?}");
     }
     let answer = (warm.0)
-        .authorize(&warm.1, &scenario.requests[0], "bench")
+        .decider
+        .decide_now(&warm.2, "bench", &scenario.requests[0])
         .unwrap()
         .response;
     assert_eq!(
@@ -360,6 +453,7 @@ fn main() {
     );
 
     let (mut w, mut i, mut n, mut c) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut p, mut b) = (Vec::new(), Vec::new());
     let (mut w_cpu, mut i_cpu) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let (time, cpu) = pass_with_cpu(&scenario.requests, &ward_decide);
@@ -368,10 +462,13 @@ fn main() {
         let (time, cpu) = pass_with_cpu(&scenario.requests, &inline_decide);
         i.push(time);
         i_cpu.push(cpu);
+        p.push(pass(&scenario.requests, &plain_decide));
+        b.push(batch_pass(&scenario.requests));
         n.push(pass(&scenario.requests, native_decide));
         c.push(pass(&scenario.requests, |r| cedar.decide(r)));
     }
     let (w, i, n, c) = (median(w), median(i), median(n), median(c));
+    let (p, b) = (median(p), median(b));
     let (w_cpu, i_cpu) = (median(w_cpu), median(i_cpu));
     println!(
         "\n== one decision in process: {AGENTS} agents x {GRANTS} permissions, {REQUESTS} requests (half allowed), median of {ROUNDS} rounds"
@@ -379,7 +476,7 @@ fn main() {
     println!(
         "ward (registry + sandbox, fresh instance, audit off) {w:>8.2} us   cpu {w_cpu:.2} us (all threads)"
     );
-    let stats = warm.0.sandbox().stats();
+    let stats = warm.1.stats();
     let decided = (ROUNDS + 2) * REQUESTS;
     println!(
         "    ({:.0}% of its decisions ran on an instance made ahead)",
@@ -387,6 +484,11 @@ fn main() {
     );
     println!(
         "ward, every instance made and dropped inline         {i:>8.2} us   cpu {i_cpu:.2} us"
+    );
+    println!("ward, no sandbox (the rules in Rust in its place)    {p:>8.2} us");
+    println!(
+        "ward, calls of 100 items (one instance per call)     {b:>8.2} us   batch / single (inline) {:.2}",
+        b / i
     );
     println!(
         "native Rust, same rules                              {n:>8.2} us   ward / native {:.1}x",

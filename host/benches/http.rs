@@ -1,5 +1,6 @@
 //! `POST /v1/authorize` throughput with the audit log off, `batched` and
-//! `sync`, against a real server on loopback, in one run.
+//! `sync`, against a real server on loopback, in one run; then the cost
+//! per decision of 100 single calls against one batch of 100.
 //!
 //! `cargo bench -p ward --bench http` (bounded: about 20 s). The server
 //! and the load share this process's runtime and the machine's cores, so
@@ -151,5 +152,51 @@ fn main() {
             rates[2] / rates[0],
             rates[2] / rates[1]
         );
+
+        let server = Arc::new(start(Durability::Batched).await);
+        let key = server.tenant("batch", unlimited.clone()).await;
+        let (single, batch) = singles_and_batch(&server, &key).await;
+        println!(
+            "== 100 decisions, one client, audit batched, median of {BATCH_ROUNDS} rounds\n\
+             100 single calls  {single:>8.1} us per decision\n\
+             one batch of 100  {batch:>8.1} us per decision   batch / single = {:.3} (target <= 0.2)",
+            batch / single
+        );
     });
+}
+
+const BATCH_ROUNDS: usize = 15;
+
+/// Median µs per decision of 100 sequential single calls, and of one
+/// batch call of the same 100 requests (rounds alternate the two).
+async fn singles_and_batch(server: &Server, key: &str) -> (f64, f64) {
+    let items: Vec<Value> = (0..100)
+        .map(|n| {
+            let action = ["read", "write"][n % 2];
+            json!({"agent": "bot", "action": action, "resource": format!("reports:{n}")})
+        })
+        .collect();
+    let (mut singles, mut batches) = (Vec::new(), Vec::new());
+    for _ in 0..BATCH_ROUNDS {
+        let started = Instant::now();
+        for item in &items {
+            let reply = server.post("/v1/authorize", key, item.clone()).await;
+            assert_eq!(reply.status(), 200);
+            let _ = reply.bytes().await;
+        }
+        singles.push(started.elapsed().as_secs_f64() * 1e6 / 100.0);
+        let started = Instant::now();
+        let reply = server
+            .post("/v1/authorize/batch", key, json!({"items": items}))
+            .await;
+        assert_eq!(reply.status(), 200);
+        let answer: Value = reply.json().await.unwrap();
+        assert_eq!(answer["results"].as_array().map(Vec::len), Some(100));
+        batches.push(started.elapsed().as_secs_f64() * 1e6 / 100.0);
+    }
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    (median(singles), median(batches))
 }

@@ -32,6 +32,7 @@ use ward::audit::writer::{Durability, WriterConfig};
 use ward::plugins::PERMISSIONS_WASM;
 use ward::registry::{Registry, ScopeId};
 use ward::sandbox::{Sandbox, SandboxConfig};
+use ward::server::Parts;
 use ward::store::{SledStore, Store};
 use ward_types::{AuthorizeRequest, CreateTenant, Entity, RequestAction, TenantKind};
 
@@ -56,7 +57,7 @@ fn slug(n: usize) -> String {
 }
 
 /// What `ward serve` opens at start-up, minus HTTP and authentication.
-fn open(dir: &Path) -> (Registry, Arc<Sandbox>) {
+fn open(dir: &Path) -> (Parts, Arc<Sandbox>) {
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.join("db")).unwrap());
     let sandbox = Arc::new(
         Sandbox::new(SandboxConfig {
@@ -70,8 +71,8 @@ fn open(dir: &Path) -> (Registry, Arc<Sandbox>) {
         ..WriterConfig::default()
     };
     let audit = Arc::new(AuditLog::with_writer(Arc::clone(&store), config, None).unwrap());
-    let registry = Registry::open(store, Arc::clone(&sandbox), audit).unwrap();
-    (registry, sandbox)
+    let parts = Parts::local(store, Arc::clone(&sandbox), audit).unwrap();
+    (parts, sandbox)
 }
 
 /// Creates `tenants` tenants with their own module, two at a time (one
@@ -88,7 +89,8 @@ fn populate(dir: &Path, tenants: usize) {
         "creating {tenants} tenants with distinct modules in {} (once; compiles every module)",
         dir.display()
     );
-    let (registry, _) = open(dir);
+    let (parts, _) = open(dir);
+    let registry = &parts.registry;
     let next = AtomicUsize::new(0);
     let started = Instant::now();
     std::thread::scope(|scope| {
@@ -123,8 +125,8 @@ fn populate(dir: &Path, tenants: usize) {
             });
         }
     });
-    registry.store().flush().unwrap();
-    drop(registry);
+    parts.store.flush().unwrap();
+    drop(parts);
     std::fs::write(&done, b"").unwrap();
     println!(
         "  done in {:.0} s ({:.1} ms per module)",
@@ -185,7 +187,8 @@ fn main() {
     let baseline = started.elapsed();
     let rss_before = rss_mib();
     let started = Instant::now();
-    let (registry, sandbox) = open(&dir);
+    let (parts, sandbox) = open(&dir);
+    let registry = &parts.registry;
     let startup = started.elapsed();
     let stats = sandbox.stats();
     println!(
@@ -195,7 +198,7 @@ fn main() {
         stats.compiled,
         stats.cache_hits,
     );
-    let ids = tenant_ids(&registry, tenants);
+    let ids = tenant_ids(registry, tenants);
     let request = request();
 
     // Cold: a random sample, none decided before in this process.
@@ -210,17 +213,26 @@ fn main() {
     let mut cold = Vec::with_capacity(SAMPLE);
     for &n in order.iter().take(SAMPLE.min(tenants)) {
         let started = Instant::now();
-        let outcome = registry.authorize(&ids[n], &request, "bench").unwrap();
+        let outcome = parts
+            .decider
+            .decide_now(&ids[n], "bench", &request)
+            .unwrap();
         cold.push(started.elapsed());
         assert!(outcome.failure.is_none(), "{outcome:?}");
     }
     cold.sort_unstable();
     let warm_tenant = &ids[order[0]];
-    registry.authorize(warm_tenant, &request, "bench").unwrap();
+    parts
+        .decider
+        .decide_now(warm_tenant, "bench", &request)
+        .unwrap();
     let mut warm: Vec<Duration> = (0..SAMPLE)
         .map(|_| {
             let started = Instant::now();
-            registry.authorize(warm_tenant, &request, "bench").unwrap();
+            parts
+                .decider
+                .decide_now(warm_tenant, "bench", &request)
+                .unwrap();
             started.elapsed()
         })
         .collect();
@@ -246,7 +258,7 @@ fn main() {
     // Every tenant once: the resident set stays bounded.
     let started = Instant::now();
     for id in &ids {
-        registry.authorize(id, &request, "bench").unwrap();
+        parts.decider.decide_now(id, "bench", &request).unwrap();
     }
     let all = started.elapsed();
     let stats = sandbox.stats();

@@ -1,4 +1,4 @@
-//! The HTTP API (DESIGN §10): one module per resource, routes next to their
+//! The HTTP API (docs/API.md): one module per resource, routes next to their
 //! handlers, `/openapi.json` generated from the same definitions.
 
 mod audit;
@@ -7,10 +7,10 @@ mod decide;
 mod doc;
 mod error;
 mod extract;
-mod form;
 mod head;
 mod objects;
 mod ops;
+mod parse;
 mod set_aside;
 mod tenants;
 
@@ -34,18 +34,30 @@ pub use head::{
     MAX_HEADER_BYTES, MAX_HEADERS, MAX_URI_BYTES, PARSER_BUFFER_BYTES, PARSER_MAX_HEADERS,
 };
 
+use crate::audit::AuditLog;
 use crate::auth::Authenticator;
 use crate::config::HttpConfig;
+use crate::decision::Decider;
 use crate::evaluations::EvaluationPool;
+use crate::gates::Gates;
 use crate::registry::Registry;
+use crate::store::Store;
 
-/// Everything a handler needs.
+/// Everything a handler needs, each part held directly.
 #[derive(Clone)]
 pub struct AppState {
-    /// Tenants and their objects; decisions.
+    /// Tenants and their objects.
     pub registry: Arc<Registry>,
-    /// The threads that run decisions which do not finish inline, shared
-    /// by the tenants in turn.
+    /// Decisions.
+    pub decider: Arc<Decider>,
+    /// Every scope's audit log.
+    pub audit: Arc<AuditLog>,
+    /// The store, for readiness and set-aside records.
+    pub store: Arc<dyn Store>,
+    /// Per-tenant admission state and counters, for `/metrics`.
+    pub gates: Arc<Gates>,
+    /// The threads that run decisions which do not finish inline, for
+    /// `/metrics`.
     pub evaluations: Arc<EvaluationPool>,
     /// Credentials.
     pub auth: Arc<Authenticator>,

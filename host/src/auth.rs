@@ -4,7 +4,6 @@
 
 pub mod jwks;
 pub mod jwt;
-pub mod keys;
 
 use std::sync::Arc;
 
@@ -13,10 +12,11 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use ward_types::{CreateTenant, KeyRole, TenantKind};
 
-use crate::registry::Registry;
+use crate::audit::AuditLog;
+use crate::registry::keys::ApiKeys;
+use crate::registry::{Registry, ScopeId};
 use crate::store::{Kind, Store, StoreError, Write};
 use jwt::{JwtIdentity, JwtVerifier};
-use keys::ApiKeys;
 
 /// What a caller may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +60,51 @@ pub struct Caller {
     pub principal: Option<Principal>,
 }
 
+impl Caller {
+    /// The tenant scope a management call acts on: a tenant admin's own,
+    /// or the one an operator named.
+    pub fn admin_scope(&self) -> Result<ScopeId, AuthError> {
+        match (self.role, &self.tenant) {
+            (Role::Authorize, _) => Err(AuthError::Forbidden(String::from(
+                "this API key may only ask for decisions",
+            ))),
+            (Role::User, _) => Err(AuthError::Forbidden(String::from(
+                "this token acts in no tenant: name one with X-Tenant-ID",
+            ))),
+            (_, Some(tenant)) => Ok(ScopeId::Tenant(tenant.clone())),
+            (_, None) => Err(AuthError::TenantRequired(String::from(
+                "operators name the tenant to act in with X-Tenant-ID",
+            ))),
+        }
+    }
+
+    /// The tenant a decision is for.
+    pub fn decision_tenant(&self) -> Result<&str, AuthError> {
+        self.tenant.as_deref().ok_or_else(|| {
+            AuthError::TenantRequired(String::from(
+                "operators name the tenant to act in with X-Tenant-ID",
+            ))
+        })
+    }
+
+    /// Checks that the caller is the operator.
+    pub fn require_operator(&self) -> Result<(), AuthError> {
+        if self.role == Role::Operator {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden(String::from(
+                "this route is for the operator",
+            )))
+        }
+    }
+
+    /// The global scope, for the operator only.
+    pub fn global_scope(&self) -> Result<ScopeId, AuthError> {
+        self.require_operator()?;
+        Ok(ScopeId::Global)
+    }
+}
+
 /// Why a caller was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -101,6 +146,7 @@ pub struct Authenticator {
     keys: Arc<ApiKeys>,
     jwt: JwtVerifier,
     registry: Arc<Registry>,
+    audit: Arc<AuditLog>,
     /// A header an operator may name its tenant in beside `X-Tenant-ID`.
     operator_tenant_header: Option<HeaderName>,
 }
@@ -134,17 +180,21 @@ fn header_value<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str
 
 impl Authenticator {
     /// An authenticator for the operator token hashing to `operator_hash`.
+    /// Operators acting inside a tenant are written to that tenant's
+    /// `audit` log.
     pub fn new(
         operator_hash: [u8; 32],
         keys: Arc<ApiKeys>,
         jwt: JwtVerifier,
         registry: Arc<Registry>,
+        audit: Arc<AuditLog>,
     ) -> Self {
         Authenticator {
             operator_hash,
             keys,
             jwt,
             registry,
+            audit,
             operator_tenant_header: None,
         }
     }
@@ -177,9 +227,26 @@ impl Authenticator {
         headers
     }
 
-    /// The API keys.
-    pub fn keys(&self) -> &Arc<ApiKeys> {
-        &self.keys
+    /// Writes an operator's request inside a tenant (`method` `path`) to
+    /// that tenant's audit log, durably: the tenant can see who of the
+    /// platform looked. Does nothing for other callers.
+    pub fn record_cross_tenant(
+        &self,
+        caller: &Caller,
+        method: &str,
+        path: &str,
+    ) -> Result<(), AuthError> {
+        let Some(tenant) = caller.tenant.as_deref().filter(|_| caller.cross_tenant) else {
+            return Ok(());
+        };
+        self.audit.record_event(
+            tenant,
+            &caller.actor,
+            ward_types::AuditKind::AdminCrossTenantAccess,
+            None,
+            serde_json::json!({"method": method, "path": path}),
+        )?;
+        Ok(())
     }
 
     /// Resolves the `Authorization` header and the request's tenant

@@ -40,8 +40,9 @@ use ward_types::{
 };
 
 use crate::audit::AuditLog;
-use crate::registry::{Registry, ScopeId};
+use crate::registry::ScopeId;
 use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::server::Parts;
 use crate::store::{SledStore, Store};
 
 /// Largest cases file read.
@@ -272,7 +273,7 @@ fn request_of(case: &Case) -> Result<AuthorizeRequest, String> {
 
 /// Runs cases against policy components, each case in a fresh tenant.
 pub struct Runner {
-    registry: Registry,
+    parts: Parts,
 }
 
 impl Runner {
@@ -283,8 +284,8 @@ impl Runner {
         let store: Arc<dyn Store> = Arc::new(SledStore::temporary().map_err(|e| setup(&e))?);
         let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()).map_err(|e| setup(&e))?);
         let audit = Arc::new(AuditLog::new(Arc::clone(&store)).map_err(|e| setup(&e))?);
-        let registry = Registry::open(store, sandbox, audit).map_err(|e| setup(&e))?;
-        Ok(Runner { registry })
+        let parts = Parts::local(store, sandbox, audit).map_err(|e| setup(&e))?;
+        Ok(Runner { parts })
     }
 
     /// Decides every case of `suite` with `module` and compares.
@@ -307,6 +308,7 @@ impl Runner {
         let invalid = |err: String| CasesError::Invalid(format!("case `{}`: {err}", case.name));
         let request = request_of(case).map_err(invalid)?;
         let tenant = self
+            .parts
             .registry
             .create_tenant(
                 CreateTenant {
@@ -319,14 +321,16 @@ impl Runner {
             )
             .map_err(|err| CasesError::Setup(err.to_string()))?;
         let scope = ScopeId::Tenant(tenant.id.clone());
-        self.registry
+        self.parts
+            .registry
             .upload_policy(&scope, POLICY_UNDER_TEST, module, true, "cases")
             .map_err(|err| CasesError::Setup(format!("the policy was refused: {err}")))?;
         // A default policy must exist when it is set, so it is set once
         // the policy is uploaded.
         let mut settings = Map::new();
         settings.insert("default_policy".into(), Value::from(POLICY_UNDER_TEST));
-        self.registry
+        self.parts
+            .registry
             .update_tenant(
                 &tenant.id,
                 UpdateTenant {
@@ -337,7 +341,8 @@ impl Runner {
             )
             .map_err(|err| CasesError::Setup(err.to_string()))?;
         if let Some(config) = &suite.config {
-            self.registry
+            self.parts
+                .registry
                 .configure_policy(&scope, POLICY_UNDER_TEST, config.clone(), "cases")
                 .map_err(|err| CasesError::Invalid(format!("config: {err}")))?;
         }
@@ -353,18 +358,21 @@ impl Runner {
                 permissions: agent.permissions.clone(),
                 policy: agent.policy.clone(),
             };
-            self.registry
+            self.parts
+                .registry
                 .put_agent(&scope, name, body, "cases")
                 .map_err(|err| invalid(format!("agent `{name}`: {err}")))?;
         }
         for (key, value) in suite.data.iter().chain(&case.data) {
-            self.registry
+            self.parts
+                .registry
                 .put_data(&scope, key, value.clone(), "cases")
                 .map_err(|err| invalid(format!("data `{key}`: {err}")))?;
         }
         let outcome = self
-            .registry
-            .authorize(&tenant.id, &request, "cases")
+            .parts
+            .decider
+            .decide_now(&tenant.id, "cases", &request)
             .map_err(|err| CasesError::Setup(err.to_string()))?;
         let answer = outcome.response;
         let got = Verdict::of(answer.decision);
@@ -394,7 +402,8 @@ impl Runner {
             ));
         }
         // Each case's tenant is thrown away, so the next starts clean.
-        self.registry
+        self.parts
+            .registry
             .delete_tenant(&tenant.id, "cases")
             .map_err(|err| CasesError::Setup(err.to_string()))?;
         Ok(CaseResult {

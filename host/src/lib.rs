@@ -4,7 +4,8 @@
 //! - [`store`] persists everything (sled by default);
 //! - [`registry`] keeps tenants, agents, policies and data, resolved
 //!   narrowest-first from in-memory indexes;
-//! - [`authorize`] is the decision pipeline;
+//! - [`decision`] decides authorize calls: admission through [`gates`],
+//!   the pipeline, batches, the evaluation pool ([`evaluations`]);
 //! - [`audit`] is every scope's audit log;
 //! - [`auth`] checks credentials; [`api`] is the HTTP surface;
 //!   [`server`] puts it together from a [`config::Config`], in a data
@@ -14,13 +15,13 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
-pub mod authorize;
 pub mod cases;
 pub mod config;
 pub mod datadir;
+pub mod decision;
 pub mod evaluations;
+pub mod gates;
 pub mod ids;
-pub mod limits;
 pub mod metrics;
 pub mod nesting;
 pub mod plugins;

@@ -8,11 +8,16 @@
 mod agents;
 mod data;
 mod index;
+pub mod keys;
 mod names;
 
 pub(crate) use names::{check_slug, clip};
 mod policies;
+mod resolve;
 mod tenants;
+
+pub use policies::BUILTIN_POLICY;
+pub(crate) use resolve::Scopes;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -21,14 +26,15 @@ use arc_swap::ArcSwap;
 use ward_types::{Agent, DataDocument, PolicyInfo, Scope, TenantSettings};
 
 use crate::audit::AuditLog;
-use crate::limits::{Clock, Gates, Permit, Refusal, SystemClock};
-use crate::metrics::Histogram;
+use crate::gates::Gates;
 use crate::sandbox::{LoadError, Sandbox};
 use crate::store::set_aside::{self, decode_or_set_aside};
 use crate::store::{self, Kind, Store, StoreError};
+use keys::ApiKeys;
 
 use index::{AgentEntry, DataEntry, PolicyEntry, TenantRecord};
-pub(crate) use index::{Directory, ScopeIndex, TenantSlot, TenantView};
+pub(crate) use index::{Directory, TenantSlot};
+pub(crate) use index::{ScopeIndex, TenantView};
 
 /// Errors of registry calls, each with a stable code.
 #[derive(Debug, thiserror::Error)]
@@ -59,10 +65,6 @@ pub enum RegistryError {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// An evaluation under [`crate::sandbox::Slice::Inline`] did not finish
-    /// in its slice and must be run again on a thread that may block.
-    #[error("the evaluation did not finish in its inline slice")]
-    Unfinished,
 }
 
 impl RegistryError {
@@ -79,7 +81,7 @@ impl RegistryError {
             RegistryError::Module(LoadError::Busy) => ErrorCode::Busy,
             RegistryError::Module(LoadError::Internal(_)) => ErrorCode::Internal,
             RegistryError::Module(_) => ErrorCode::InvalidModule,
-            RegistryError::Store(_) | RegistryError::Unfinished => ErrorCode::Internal,
+            RegistryError::Store(_) => ErrorCode::Internal,
         }
     }
 
@@ -89,24 +91,6 @@ impl RegistryError {
             name: names::clip(name),
         }
     }
-}
-
-/// Why a decision was not admitted.
-#[derive(Debug)]
-pub enum Admission {
-    /// A limit refused it: answer 429.
-    Refused(Refusal),
-    /// Something else failed.
-    Error(RegistryError),
-}
-
-/// Decision measurements that are not per tenant.
-#[derive(Default)]
-pub struct DecisionMetrics {
-    /// Time from the start of the pipeline to the decision.
-    pub latency: Histogram,
-    /// Policy failures by kind.
-    pub policy_errors: std::sync::Mutex<HashMap<&'static str, u64>>,
 }
 
 /// Result alias for registry calls.
@@ -143,8 +127,8 @@ pub struct Registry {
     store: Arc<dyn Store>,
     sandbox: Arc<Sandbox>,
     audit: Arc<AuditLog>,
-    gates: Gates,
-    metrics: DecisionMetrics,
+    gates: Arc<Gates>,
+    keys: Arc<ApiKeys>,
     global: ArcSwap<ScopeIndex>,
     directory: ArcSwap<Directory>,
     write_lock: Mutex<()>,
@@ -155,25 +139,20 @@ impl Registry {
     /// interrupted, and installs the builtin `permissions` policy in the
     /// global scope if it is missing. Policy modules are compiled (or
     /// taken from the sandbox's disk cache) lazily, on first use.
+    ///
+    /// The registry owns each tenant's life: a tenant delete also forgets
+    /// its API `keys`, its admission state in `gates` and its audit scope
+    /// in `audit`.
     pub fn open(
         store: Arc<dyn Store>,
         sandbox: Arc<Sandbox>,
         audit: Arc<AuditLog>,
-    ) -> Result<Self> {
-        Self::open_with_clock(store, sandbox, audit, Arc::new(SystemClock))
-    }
-
-    /// [`Registry::open`] with the clock that rate limits, monthly budgets
-    /// and audit retention go by.
-    pub fn open_with_clock(
-        store: Arc<dyn Store>,
-        sandbox: Arc<Sandbox>,
-        audit: Arc<AuditLog>,
-        clock: Arc<dyn Clock>,
+        gates: Arc<Gates>,
+        keys: Arc<ApiKeys>,
     ) -> Result<Self> {
         let registry = Registry {
-            gates: Gates::new(Arc::clone(&store), clock),
-            metrics: DecisionMetrics::default(),
+            gates,
+            keys,
             store,
             sandbox,
             audit,
@@ -185,73 +164,6 @@ impl Registry {
         registry.load()?;
         registry.install_builtins()?;
         Ok(registry)
-    }
-
-    /// The sandbox policies run in.
-    pub fn sandbox(&self) -> &Arc<Sandbox> {
-        &self.sandbox
-    }
-
-    /// The audit log.
-    pub fn audit(&self) -> &Arc<AuditLog> {
-        &self.audit
-    }
-
-    /// The store.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
-    /// Per-tenant admission state and counters.
-    pub fn gates(&self) -> &Gates {
-        &self.gates
-    }
-
-    /// Decision latency and policy failures, for `/metrics`.
-    pub fn metrics(&self) -> &DecisionMetrics {
-        &self.metrics
-    }
-
-    /// Admits `decisions` decisions for tenant `tenant_id` (DESIGN §4 step
-    /// 3): the rate limit, the running-evaluation cap and the monthly
-    /// budget. The first refusal of an episode is written to the tenant's
-    /// audit log; the refusals that follow it until the tenant is admitted
-    /// again are only counted. A suspended tenant is not limited: its
-    /// decisions are denies anyway.
-    pub fn admit(&self, tenant_id: &str, decisions: u32, actor: &str) -> Result<Permit, Admission> {
-        let view = self
-            .tenant_view(tenant_id)
-            .ok_or_else(|| Admission::Error(RegistryError::not_found("tenant", tenant_id)))?;
-        if view.record.status == ward_types::TenantStatus::Suspended {
-            return Ok(Gates::unlimited());
-        }
-        match self.gates.admit(&view.record.id, &view.settings, decisions) {
-            Ok(permit) => Ok(permit),
-            Err(refusal) => {
-                if refusal.first_of_episode {
-                    let details = serde_json::json!({"retry_after_secs": refusal.retry_after_secs});
-                    // Queued like a decision: this runs on the async
-                    // worker, which must not wait for the disk.
-                    self.audit
-                        .queue_event(&view.record.id, actor, refusal.reason.audit_kind(), details)
-                        .map_err(|err| Admission::Error(err.into()))?;
-                }
-                Err(Admission::Refused(refusal))
-            }
-        }
-    }
-
-    /// This month's usage of a tenant and its limits.
-    pub fn usage(&self, tenant_id: &str) -> Result<ward_types::Usage> {
-        let view = self
-            .tenant_view(tenant_id)
-            .ok_or_else(|| RegistryError::not_found("tenant", tenant_id))?;
-        Ok(self.gates.usage(&view.record.id, &view.settings))
-    }
-
-    /// Writes changed monthly counts to the store.
-    pub fn persist_usage(&self) -> Result<()> {
-        Ok(self.gates.persist()?)
     }
 
     /// Deletes every tenant's audit entries older than its
@@ -455,66 +367,7 @@ fn scope_of(key: &str) -> String {
         .to_string()
 }
 
-/// What a read sees: the tenant's own objects (when reading for a tenant)
-/// and the global ones.
-pub(crate) struct ReadScopes {
-    pub tenant: Option<Arc<TenantView>>,
-    pub global: Arc<ScopeIndex>,
-}
-
-impl ReadScopes {
-    /// The first of the tenant's then the global scope's objects that
-    /// `pick` finds, with the scope it came from.
-    pub fn resolve<'a, T>(
-        &'a self,
-        pick: impl Fn(&'a ScopeIndex) -> Option<&'a T>,
-    ) -> Option<(&'a T, Scope)> {
-        self.tenant
-            .as_ref()
-            .and_then(|view| pick(&view.scope))
-            .map(|found| (found, Scope::Tenant))
-            .or_else(|| pick(&self.global).map(|found| (found, Scope::Global)))
-    }
-
-    /// The tenant's objects and the global ones they do not shadow, by name.
-    pub fn merged<'a, T: 'a>(
-        &'a self,
-        all: impl Fn(&'a ScopeIndex) -> &'a HashMap<String, Arc<T>>,
-    ) -> Vec<&'a Arc<T>> {
-        let own = self.tenant.as_ref().map(|view| all(&view.scope));
-        let mut names: Vec<&String> = all(&self.global)
-            .keys()
-            .chain(own.into_iter().flat_map(|map| map.keys()))
-            .collect();
-        names.sort();
-        names.dedup();
-        names
-            .into_iter()
-            .filter_map(|name| {
-                own.and_then(|map| map.get(name))
-                    .or_else(|| all(&self.global).get(name))
-            })
-            .collect()
-    }
-}
-
 impl Registry {
-    /// The scopes a read in `scope` sees: a tenant sees its own objects
-    /// and then the global ones; the global scope sees only its own.
-    pub(crate) fn read_scopes(&self, scope: &ScopeId) -> Result<ReadScopes> {
-        let tenant = match scope {
-            ScopeId::Global => None,
-            ScopeId::Tenant(id) => Some(
-                self.tenant_view(id)
-                    .ok_or_else(|| RegistryError::not_found("tenant", id))?,
-            ),
-        };
-        Ok(ReadScopes {
-            tenant,
-            global: self.global_index(),
-        })
-    }
-
     /// Refuses changing `name` in `scope` when the scope does not own it:
     /// `global_read_only` when only the global scope has it, else
     /// `not_found`.
@@ -563,7 +416,7 @@ pub fn check_records(store: &dyn Store) -> Result<usize> {
         (Kind::Agent, &typed::<Agent>),
         (Kind::Policy, &typed::<PolicyInfo>),
         (Kind::Data, &typed::<DataDocument>),
-        (Kind::ApiKey, &typed::<crate::auth::keys::ApiKeyRecord>),
+        (Kind::ApiKey, &typed::<keys::ApiKeyRecord>),
         (Kind::Audit, &chunk),
     ];
     let mut set = 0;

@@ -31,7 +31,7 @@ use wasmtime::component::{HasSelf, Linker};
 pub use bindings::ward::policy::types::{
     Action, Agent, Decision, Entity, Permission, Request, Scope, Tenant,
 };
-pub use evaluate::{INLINE_TICKS, Outcome, PolicyErrorKind, PolicyFailure, Slice, Usage};
+pub use evaluate::{Batch, INLINE_TICKS, Outcome, PolicyErrorKind, PolicyFailure, Slice, Usage};
 pub use host::{DataLookup, MemoryData, NoData};
 pub use limits::SandboxLimits;
 pub use load::LoadedPolicy;

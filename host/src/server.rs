@@ -10,10 +10,12 @@ use tokio::net::TcpListener;
 use crate::api::{self, AppState};
 use crate::audit::AuditLog;
 use crate::auth::jwt::{IssuerError, JwtVerifier};
-use crate::auth::keys::ApiKeys;
 use crate::auth::{self, Authenticator};
 use crate::config::{Config, ConfigError};
+use crate::decision::{Decider, Evaluate, Schedule};
 use crate::evaluations::EvaluationPool;
+use crate::gates::Gates;
+use crate::registry::keys::ApiKeys;
 use crate::registry::{Registry, RegistryError};
 use crate::sandbox::{Sandbox, SandboxError};
 use crate::store::{SledStore, Store, StoreError};
@@ -62,10 +64,106 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long a stop waits for the audit writer to store what is queued.
 pub const AUDIT_DRAIN: Duration = Duration::from_secs(10);
 
+/// Ward's parts over one store, each made once and handed to those that
+/// use it. [`Ward`] serves them; tools that decide without a server (the
+/// policy case runner), benchmarks and tests use them directly.
+pub struct Parts {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Every scope's audit log.
+    pub audit: Arc<AuditLog>,
+    /// Per-tenant admission state and counters.
+    pub gates: Arc<Gates>,
+    /// Every tenant's API keys.
+    pub keys: Arc<ApiKeys>,
+    /// Tenants and their objects.
+    pub registry: Arc<Registry>,
+    /// The evaluation threads.
+    pub evaluations: Arc<EvaluationPool>,
+    /// Decisions.
+    pub decider: Arc<Decider>,
+}
+
+impl Parts {
+    /// Loads everything from `store`: the registry and the keys, with
+    /// admission going by `clock` and `threads` evaluation threads.
+    pub fn assemble(
+        store: Arc<dyn Store>,
+        sandbox: Arc<Sandbox>,
+        audit: Arc<AuditLog>,
+        clock: Arc<dyn crate::gates::Clock>,
+        schedule: Schedule,
+        threads: usize,
+    ) -> Result<Self, StartError> {
+        let evaluator: Arc<dyn Evaluate> = sandbox.clone();
+        Self::assemble_with(store, sandbox, audit, clock, schedule, threads, evaluator)
+    }
+
+    /// [`Parts::assemble`] with decisions evaluated by `evaluator`
+    /// instead of the sandbox (which still loads the policies).
+    pub fn assemble_with(
+        store: Arc<dyn Store>,
+        sandbox: Arc<Sandbox>,
+        audit: Arc<AuditLog>,
+        clock: Arc<dyn crate::gates::Clock>,
+        schedule: Schedule,
+        threads: usize,
+        evaluator: Arc<dyn Evaluate>,
+    ) -> Result<Self, StartError> {
+        let gates = Arc::new(Gates::new(Arc::clone(&store), clock));
+        let keys = Arc::new(ApiKeys::load(Arc::clone(&store))?);
+        let registry = Arc::new(Registry::open(
+            Arc::clone(&store),
+            Arc::clone(&sandbox),
+            Arc::clone(&audit),
+            Arc::clone(&gates),
+            Arc::clone(&keys),
+        )?);
+        let evaluations = Arc::new(EvaluationPool::start(threads).map_err(StartError::Threads)?);
+        let decider = Arc::new(Decider::new(
+            Arc::clone(&registry),
+            evaluator,
+            Arc::clone(&audit),
+            Arc::clone(&gates),
+            Arc::clone(&evaluations),
+            schedule,
+        ));
+        Ok(Parts {
+            store,
+            audit,
+            gates,
+            keys,
+            registry,
+            evaluations,
+            decider,
+        })
+    }
+
+    /// [`Parts::assemble`] with the system clock, inline decisions and
+    /// one evaluation thread.
+    pub fn local(
+        store: Arc<dyn Store>,
+        sandbox: Arc<Sandbox>,
+        audit: Arc<AuditLog>,
+    ) -> Result<Self, StartError> {
+        let schedule = Schedule {
+            inline: true,
+            refusal_delay: Duration::ZERO,
+        };
+        Self::assemble(
+            store,
+            sandbox,
+            audit,
+            Arc::new(crate::gates::SystemClock),
+            schedule,
+            1,
+        )
+    }
+}
+
 /// A Ward instance, ready to serve.
 pub struct Ward {
     state: AppState,
-    store: Arc<dyn Store>,
     prune_interval: Duration,
     /// The operator token generated on this first start, to show once.
     pub generated_operator_token: Option<String>,
@@ -78,7 +176,7 @@ impl Ward {
         Self::open_with_clock(
             config,
             env_operator_token,
-            Arc::new(crate::limits::SystemClock),
+            Arc::new(crate::gates::SystemClock),
         )
     }
 
@@ -87,7 +185,7 @@ impl Ward {
     pub fn open_with_clock(
         config: &Config,
         env_operator_token: Option<&str>,
-        clock: Arc<dyn crate::limits::Clock>,
+        clock: Arc<dyn crate::gates::Clock>,
     ) -> Result<Self, StartError> {
         config.check()?;
         crate::datadir::secure(&config.data_dir).map_err(|source| StartError::DataDir {
@@ -108,13 +206,15 @@ impl Ward {
             AuditLog::with_writer(Arc::clone(&store), config.audit.writer(), Some(&journal))?
                 .keeping_access_entries_for(config.audit.min_retention_days),
         );
-        let registry = Arc::new(Registry::open_with_clock(
-            Arc::clone(&store),
-            sandbox,
-            audit,
-            clock,
-        )?);
-        let keys = Arc::new(ApiKeys::load(Arc::clone(&store))?);
+        let threads = config
+            .http
+            .evaluation_threads
+            .unwrap_or_else(EvaluationPool::default_threads);
+        let schedule = Schedule {
+            inline: config.http.inline_decisions,
+            refusal_delay: Duration::from_millis(config.http.refusal_delay_ms),
+        };
+        let parts = Parts::assemble(Arc::clone(&store), sandbox, audit, clock, schedule, threads)?;
         let jwt = JwtVerifier::new(&config.auth.jwt)?;
         let (operator_hash, generated) = auth::operator_token(
             env_operator_token,
@@ -122,25 +222,29 @@ impl Ward {
             store.as_ref(),
         )?;
         let auth = Arc::new(
-            Authenticator::new(operator_hash, keys, jwt, Arc::clone(&registry))
-                .with_operator_tenant_header(config.auth.operator_tenant_header.as_deref()),
+            Authenticator::new(
+                operator_hash,
+                Arc::clone(&parts.keys),
+                jwt,
+                Arc::clone(&parts.registry),
+                Arc::clone(&parts.audit),
+            )
+            .with_operator_tenant_header(config.auth.operator_tenant_header.as_deref()),
         );
-        let threads = config
-            .http
-            .evaluation_threads
-            .unwrap_or_else(EvaluationPool::default_threads);
-        let evaluations = Arc::new(EvaluationPool::start(threads).map_err(StartError::Threads)?);
         Ok(Ward {
             state: AppState {
-                registry,
-                evaluations,
+                registry: parts.registry,
+                decider: parts.decider,
+                audit: parts.audit,
+                store: parts.store,
+                gates: parts.gates,
+                evaluations: parts.evaluations,
                 auth,
                 http: Arc::new(config.http.clone()),
                 upload_limit: config.sandbox.max_module_bytes.saturating_add(1024),
                 tenant_labels: config.metrics.tenant_labels,
             },
             prune_interval: Duration::from_secs(config.audit.prune_interval_secs.max(1)),
-            store,
             generated_operator_token: generated,
         })
     }
@@ -148,7 +252,10 @@ impl Ward {
     /// Background upkeep: monthly counts written every second, audit
     /// entries past retention pruned every `prune_interval`.
     fn start_maintenance(&self) -> tokio::task::JoinHandle<()> {
-        let registry = Arc::clone(&self.state.registry);
+        let (registry, gates) = (
+            Arc::clone(&self.state.registry),
+            Arc::clone(&self.state.gates),
+        );
         let prune_every = self.prune_interval;
         tokio::spawn(async move {
             let mut since_prune = Duration::ZERO;
@@ -159,9 +266,9 @@ impl Ward {
                 if prune {
                     since_prune = Duration::ZERO;
                 }
-                let registry = Arc::clone(&registry);
+                let (registry, gates) = (Arc::clone(&registry), Arc::clone(&gates));
                 let _ = tokio::task::spawn_blocking(move || {
-                    if let Err(err) = registry.persist_usage() {
+                    if let Err(err) = gates.persist() {
                         tracing::warn!(%err, "could not persist usage counters");
                     }
                     if prune {
@@ -203,9 +310,13 @@ impl Ward {
         let maintenance = self.start_maintenance();
         serve_http1(listener, router, shutdown).await;
         maintenance.abort();
-        let (store, registry) = (Arc::clone(&self.store), Arc::clone(&self.state.registry));
+        let (store, audit, gates) = (
+            Arc::clone(&self.state.store),
+            Arc::clone(&self.state.audit),
+            Arc::clone(&self.state.gates),
+        );
         tokio::task::spawn_blocking(move || {
-            let writer = registry.audit().writer();
+            let writer = audit.writer();
             if !writer.flush_within(AUDIT_DRAIN) {
                 tracing::error!(
                     queued = writer
@@ -216,7 +327,7 @@ impl Ward {
                      entries it had journaled are replayed at the next start"
                 );
             }
-            registry.persist_usage().map_err(std::io::Error::other)?;
+            gates.persist().map_err(std::io::Error::other)?;
             store.flush().map_err(std::io::Error::other)
         })
         .await

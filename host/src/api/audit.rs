@@ -75,6 +75,6 @@ async fn read(
     params: AuditParams,
 ) -> Result<axum::Json<AuditPage>, ApiError> {
     let query = parse(params)?;
-    let audit = state.registry.audit().clone();
+    let audit = state.audit.clone();
     blocking(move || Ok(axum::Json(audit.query(&scope, &query)?))).await
 }

@@ -7,12 +7,12 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use serde_json::{Map, Value, json};
 use ward_types::ErrorCode;
-use ward_types::{AuthorizeRequest, DecisionResponse, Discovery, Evaluation, Evaluations};
+use ward_types::{AuthorizeRequest, Discovery, Evaluation, Evaluations};
 
-use super::decide::{MAX_BATCH, check_request, decide_all, decide_one, execute_all};
 use super::extract::{ApiPath, AuthzenJson};
 use super::{ApiError, AppState};
 use crate::auth::Caller;
+use crate::decision::{MAX_BATCH, Semantic, check_request};
 
 fn item_error(message: String) -> Evaluation {
     Evaluation {
@@ -44,11 +44,16 @@ pub async fn evaluation(
     Ok(axum::Json(decision.into()))
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Semantic {
-    ExecuteAll,
-    DenyOnFirstDeny,
-    PermitOnFirstPermit,
+async fn decide_one(
+    state: &AppState,
+    caller: &Caller,
+    request: AuthorizeRequest,
+) -> Result<ward_types::DecisionResponse, ApiError> {
+    let tenant = caller.decision_tenant()?;
+    Ok(state
+        .decider
+        .decide_one(tenant, &caller.actor, request)
+        .await?)
 }
 
 /// Access evaluations: many questions at once. Top-level `subject`,
@@ -73,16 +78,15 @@ pub async fn evaluations(
         .get("options")
         .and_then(|o| o.get("evaluations_semantic"))
     {
-        None => Semantic::ExecuteAll,
-        Some(Value::String(s)) if s == "execute_all" => Semantic::ExecuteAll,
-        Some(Value::String(s)) if s == "deny_on_first_deny" => Semantic::DenyOnFirstDeny,
-        Some(Value::String(s)) if s == "permit_on_first_permit" => Semantic::PermitOnFirstPermit,
-        Some(_) => {
-            return Err(bad(
-                "options.evaluations_semantic must be execute_all, deny_on_first_deny or permit_on_first_permit",
-            ));
-        }
-    };
+        None => Some(Semantic::ExecuteAll),
+        Some(Value::String(name)) => Semantic::from_authzen(name),
+        Some(_) => None,
+    }
+    .ok_or_else(|| {
+        bad(
+            "options.evaluations_semantic must be execute_all, deny_on_first_deny or permit_on_first_permit",
+        )
+    })?;
     let items = match body.remove("evaluations") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => items,
@@ -119,12 +123,10 @@ pub async fn evaluations(
         })
         .collect();
 
-    let stop: fn(&DecisionResponse) -> bool = match semantic {
-        Semantic::ExecuteAll => execute_all,
-        Semantic::DenyOnFirstDeny => |decision| !decision.decision,
-        Semantic::PermitOnFirstPermit => |decision| decision.decision,
-    };
-    let evaluations = decide_all(&state, &caller, parsed, stop)
+    let tenant = caller.decision_tenant()?;
+    let evaluations = state
+        .decider
+        .decide_call(tenant, &caller.actor, parsed, semantic)
         .await?
         .into_iter()
         .map(|answer| match answer {

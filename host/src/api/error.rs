@@ -9,8 +9,8 @@ use ward_types::{ErrorBody, ErrorCode, ErrorDetail};
 
 use crate::audit::AuditError;
 use crate::auth::AuthError;
-use crate::limits::Refused;
-use crate::registry::{Admission, RegistryError};
+use crate::decision::DecisionError;
+use crate::registry::RegistryError;
 use crate::store::StoreError;
 
 /// An error answer.
@@ -109,6 +109,22 @@ impl ApiError {
         error
     }
 
+    /// 500 `internal` for `err`, its whole chain of causes logged.
+    pub fn internal_error(err: &dyn std::error::Error) -> Self {
+        let mut cause = err.to_string();
+        let mut source = err.source();
+        while let Some(next) = source {
+            let text = next.to_string();
+            // `#[error(transparent)]` repeats its source's text.
+            if !cause.ends_with(&text) {
+                cause.push_str(": ");
+                cause.push_str(&text);
+            }
+            source = next.source();
+        }
+        Self::internal(cause)
+    }
+
     /// With `Retry-After: seconds`.
     pub fn retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
@@ -156,7 +172,7 @@ impl From<RegistryError> for ApiError {
     fn from(err: RegistryError) -> Self {
         let code = err.code();
         if status_of(&code).is_server_error() && code != ErrorCode::Busy {
-            return ApiError::internal(err);
+            return ApiError::internal_error(&err);
         }
         let error = ApiError::new(code.clone(), err.to_string());
         if code == ErrorCode::Busy {
@@ -167,27 +183,20 @@ impl From<RegistryError> for ApiError {
     }
 }
 
-impl From<Admission> for ApiError {
-    fn from(admission: Admission) -> Self {
-        match admission {
-            Admission::Refused(refusal) => {
-                let (code, message) = match refusal.reason {
-                    Refused::RateLimited => (
-                        ErrorCode::RateLimited,
-                        "this tenant's rate limit is reached",
-                    ),
-                    Refused::TooManyEvaluations => (
-                        ErrorCode::TooManyEvaluations,
-                        "this tenant has its maximum of evaluations running",
-                    ),
-                    Refused::BudgetExhausted => (
-                        ErrorCode::BudgetExhausted,
-                        "this tenant's decisions for the month are spent",
-                    ),
-                };
-                ApiError::new(code, message).retry_after(refusal.retry_after_secs)
-            }
-            Admission::Error(err) => err.into(),
+impl From<DecisionError> for ApiError {
+    fn from(err: DecisionError) -> Self {
+        let code = err.code();
+        if status_of(&code).is_server_error() {
+            return ApiError::internal_error(&err);
+        }
+        let retry_after = match &err {
+            DecisionError::Refused { refusal } => Some(refusal.retry_after_secs),
+            _ => None,
+        };
+        let error = ApiError::new(code, err.to_string());
+        match retry_after {
+            Some(seconds) => error.retry_after(seconds),
+            None => error,
         }
     }
 }
@@ -204,7 +213,7 @@ impl From<AuthError> for ApiError {
             AuthError::Forbidden(_) => ErrorCode::Forbidden,
             AuthError::TenantNotAllowed(_) => ErrorCode::TenantNotAllowed,
             AuthError::BadHeader(_) => ErrorCode::InvalidInput,
-            AuthError::Store(_) => return ApiError::internal(err),
+            AuthError::Store(_) => return ApiError::internal_error(&err),
         };
         ApiError::new(code, err.to_string())
     }
@@ -214,14 +223,14 @@ impl From<AuditError> for ApiError {
     fn from(err: AuditError) -> Self {
         match err {
             AuditError::Invalid(message) => ApiError::new(ErrorCode::InvalidInput, message),
-            AuditError::Store(err) => ApiError::internal(err),
+            AuditError::Store(err) => ApiError::internal_error(&err),
         }
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        ApiError::internal(err)
+        ApiError::internal_error(&err)
     }
 }
 

@@ -6,13 +6,11 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 use ward_types::ErrorCode;
 
 use super::{ApiError, AppState, blocking};
-use crate::auth::{Caller, Role};
+use crate::auth::Caller;
 use crate::nesting;
-use crate::registry::ScopeId;
 
 /// A JSON body; malformed JSON, wrong types and oversized bodies answer
 /// with JSON errors (400, 400, 413).
@@ -159,69 +157,12 @@ impl FromRequestParts<AppState> for Caller {
                 .auth
                 .authenticate(authorization.as_deref(), &parts.headers)?
         };
-        if caller.cross_tenant
-            && let Some(tenant) = caller.tenant.clone()
-        {
-            let audit = state.registry.audit().clone();
-            let details = json!({"method": parts.method.as_str(), "path": parts.uri.path()});
-            let actor = caller.actor.clone();
-            blocking(move || {
-                Ok(audit.record_event(
-                    &tenant,
-                    &actor,
-                    ward_types::AuditKind::AdminCrossTenantAccess,
-                    None,
-                    details,
-                )?)
-            })
-            .await?;
+        if caller.cross_tenant {
+            let (auth, audited) = (state.auth.clone(), caller.clone());
+            let (method, path) = (parts.method.to_string(), parts.uri.path().to_string());
+            blocking(move || Ok(auth.record_cross_tenant(&audited, &method, &path)?)).await?;
         }
         Ok(caller)
-    }
-}
-
-impl Caller {
-    /// The tenant scope a management call acts on: a tenant admin's own,
-    /// or the one an operator named.
-    pub fn admin_scope(&self) -> Result<ScopeId, ApiError> {
-        match (self.role, &self.tenant) {
-            (Role::Authorize, _) => Err(ApiError::forbidden(
-                "this API key may only ask for decisions",
-            )),
-            (Role::User, _) => Err(ApiError::forbidden(
-                "this token acts in no tenant: name one with X-Tenant-ID",
-            )),
-            (_, Some(tenant)) => Ok(ScopeId::Tenant(tenant.clone())),
-            (_, None) => Err(ApiError::bad_request(
-                ErrorCode::TenantRequired,
-                "operators name the tenant to act in with X-Tenant-ID",
-            )),
-        }
-    }
-
-    /// The tenant a decision is for.
-    pub fn decision_tenant(&self) -> Result<String, ApiError> {
-        self.tenant.clone().ok_or_else(|| {
-            ApiError::bad_request(
-                ErrorCode::TenantRequired,
-                "operators name the tenant to act in with X-Tenant-ID",
-            )
-        })
-    }
-
-    /// Checks that the caller is the operator.
-    pub fn require_operator(&self) -> Result<(), ApiError> {
-        if self.role == Role::Operator {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden("this route is for the operator"))
-        }
-    }
-
-    /// The global scope, for the operator only.
-    pub fn global_scope(&self) -> Result<ScopeId, ApiError> {
-        self.require_operator()?;
-        Ok(ScopeId::Global)
     }
 }
 

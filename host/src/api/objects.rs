@@ -27,10 +27,39 @@ enum On {
 impl On {
     fn scope(self, caller: &Caller) -> Result<ScopeId, ApiError> {
         match self {
-            On::Tenant => caller.admin_scope(),
-            On::Global => caller.global_scope(),
+            On::Tenant => Ok(caller.admin_scope()?),
+            On::Global => Ok(caller.global_scope()?),
         }
     }
+}
+
+/// Defines a route's handler twice, for a tenant's scope and for the
+/// global one, each with its own OpenAPI description, both calling
+/// `$inner` with the scope and the route's other extractors.
+macro_rules! in_both_scopes {
+    (
+        $(#[$tenant_meta:meta])* $tenant:ident;
+        $(#[$global_meta:meta])* $global:ident;
+        $inner:ident($($arg:ident: $extract:ty),*) -> $answer:ty
+    ) => {
+        $(#[$tenant_meta])*
+        pub async fn $tenant(
+            State(state): State<AppState>,
+            caller: Caller,
+            $($arg: $extract),*
+        ) -> Result<$answer, ApiError> {
+            $inner(On::Tenant, state, caller, $($arg),*).await
+        }
+
+        $(#[$global_meta])*
+        pub async fn $global(
+            State(state): State<AppState>,
+            caller: Caller,
+            $($arg: $extract),*
+        ) -> Result<$answer, ApiError> {
+            $inner(On::Global, state, caller, $($arg),*).await
+        }
+    };
 }
 
 // ---- agents ------------------------------------------------------------------
@@ -39,8 +68,8 @@ async fn put_agent(
     on: On,
     state: AppState,
     caller: Caller,
-    name: String,
-    body: PutAgent,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<PutAgent>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     let scope = on.scope(&caller)?;
@@ -67,7 +96,7 @@ async fn get_agent(
     on: On,
     state: AppState,
     caller: Caller,
-    name: String,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Agent>, ApiError> {
     Ok(Json(state.registry.get_agent(&on.scope(&caller)?, &name)?))
 }
@@ -76,7 +105,7 @@ async fn delete_agent(
     on: On,
     state: AppState,
     caller: Caller,
-    name: String,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<NoContent, ApiError> {
     let scope = on.scope(&caller)?;
     let registry = state.registry.clone();
@@ -88,86 +117,46 @@ async fn delete_agent(
     .await
 }
 
+in_both_scopes! {
 /// Create or replace an agent (201 when created).
 #[utoipa::path(put, path = "/v1/agents/{name}", tag = "agents", request_body = PutAgent, params(("name" = String, Path)),
     responses((status = 200, body = Agent), (status = 201, body = Agent)))]
-pub async fn tenant_put_agent(
-    State(s): State<AppState>,
-    c: Caller,
-    ApiPath(n): ApiPath<String>,
-    ApiJson(b): ApiJson<PutAgent>,
-) -> Result<axum::response::Response, ApiError> {
-    put_agent(On::Tenant, s, c, n, b).await
-}
-
-/// Every agent the tenant sees: its own and inherited global ones.
-#[utoipa::path(get, path = "/v1/agents", tag = "agents", responses((status = 200, body = Vec<Agent>)))]
-pub async fn tenant_list_agents(
-    State(s): State<AppState>,
-    c: Caller,
-) -> Result<Json<Vec<Agent>>, ApiError> {
-    list_agents(On::Tenant, s, c).await
-}
-
-/// One agent, the tenant's own or else the global one.
-#[utoipa::path(get, path = "/v1/agents/{name}", tag = "agents", params(("name" = String, Path)), responses((status = 200, body = Agent)))]
-pub async fn tenant_get_agent(
-    State(s): State<AppState>,
-    c: Caller,
-    ApiPath(n): ApiPath<String>,
-) -> Result<Json<Agent>, ApiError> {
-    get_agent(On::Tenant, s, c, n).await
-}
-
-/// Delete one of the tenant's agents (403 `global_read_only` for a global one).
-#[utoipa::path(delete, path = "/v1/agents/{name}", tag = "agents", params(("name" = String, Path)), responses((status = 204)))]
-pub async fn tenant_delete_agent(
-    State(s): State<AppState>,
-    c: Caller,
-    ApiPath(n): ApiPath<String>,
-) -> Result<NoContent, ApiError> {
-    delete_agent(On::Tenant, s, c, n).await
-}
-
+    tenant_put_agent;
 /// Create or replace a global agent.
 #[utoipa::path(put, path = "/v1/global/agents/{name}", tag = "global", request_body = PutAgent, params(("name" = String, Path)),
     responses((status = 200, body = Agent), (status = 201, body = Agent)))]
-pub async fn global_put_agent(
-    State(s): State<AppState>,
-    c: Caller,
-    ApiPath(n): ApiPath<String>,
-    ApiJson(b): ApiJson<PutAgent>,
-) -> Result<axum::response::Response, ApiError> {
-    put_agent(On::Global, s, c, n, b).await
+    global_put_agent;
+    put_agent(name: ApiPath<String>, body: ApiJson<PutAgent>) -> axum::response::Response
 }
 
+in_both_scopes! {
+/// Every agent the tenant sees: its own and inherited global ones.
+#[utoipa::path(get, path = "/v1/agents", tag = "agents", responses((status = 200, body = Vec<Agent>)))]
+    tenant_list_agents;
 /// Every global agent.
 #[utoipa::path(get, path = "/v1/global/agents", tag = "global", responses((status = 200, body = Vec<Agent>)))]
-pub async fn global_list_agents(
-    State(s): State<AppState>,
-    c: Caller,
-) -> Result<Json<Vec<Agent>>, ApiError> {
-    list_agents(On::Global, s, c).await
+    global_list_agents;
+    list_agents() -> Json<Vec<Agent>>
 }
 
+in_both_scopes! {
+/// One agent, the tenant's own or else the global one.
+#[utoipa::path(get, path = "/v1/agents/{name}", tag = "agents", params(("name" = String, Path)), responses((status = 200, body = Agent)))]
+    tenant_get_agent;
 /// One global agent.
 #[utoipa::path(get, path = "/v1/global/agents/{name}", tag = "global", params(("name" = String, Path)), responses((status = 200, body = Agent)))]
-pub async fn global_get_agent(
-    State(s): State<AppState>,
-    c: Caller,
-    ApiPath(n): ApiPath<String>,
-) -> Result<Json<Agent>, ApiError> {
-    get_agent(On::Global, s, c, n).await
+    global_get_agent;
+    get_agent(name: ApiPath<String>) -> Json<Agent>
 }
 
+in_both_scopes! {
+/// Delete one of the tenant's agents (403 `global_read_only` for a global one).
+#[utoipa::path(delete, path = "/v1/agents/{name}", tag = "agents", params(("name" = String, Path)), responses((status = 204)))]
+    tenant_delete_agent;
 /// Delete a global agent.
 #[utoipa::path(delete, path = "/v1/global/agents/{name}", tag = "global", params(("name" = String, Path)), responses((status = 204)))]
-pub async fn global_delete_agent(
-    State(s): State<AppState>,
-    c: Caller,
-    ApiPath(n): ApiPath<String>,
-) -> Result<NoContent, ApiError> {
-    delete_agent(On::Global, s, c, n).await
+    global_delete_agent;
+    delete_agent(name: ApiPath<String>) -> NoContent
 }
 
 // ---- policies ----------------------------------------------------------------
@@ -195,8 +184,8 @@ async fn upload_policy(
     on: On,
     state: AppState,
     caller: Caller,
-    name: String,
-    query: UploadQuery,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<UploadQuery>,
     headers: HeaderMap,
     body: ApiBytes,
 ) -> Result<Created<UploadedPolicy>, ApiError> {
@@ -237,7 +226,7 @@ async fn get_policy(
     on: On,
     state: AppState,
     caller: Caller,
-    name: String,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<PolicyInfo>, ApiError> {
     Ok(Json(state.registry.get_policy(&on.scope(&caller)?, &name)?))
 }
@@ -246,8 +235,8 @@ async fn activate_policy(
     on: On,
     state: AppState,
     caller: Caller,
-    name: String,
-    body: ActivatePolicy,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<ActivatePolicy>,
 ) -> Result<Json<PolicyInfo>, ApiError> {
     let scope = on.scope(&caller)?;
     let registry = state.registry.clone();
@@ -266,8 +255,8 @@ async fn configure_policy(
     on: On,
     state: AppState,
     caller: Caller,
-    name: String,
-    config: Value,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(config): ApiJson<Value>,
 ) -> Result<Json<PolicyInfo>, ApiError> {
     let scope = on.scope(&caller)?;
     let registry = state.registry.clone();
@@ -286,7 +275,7 @@ async fn delete_policy(
     on: On,
     state: AppState,
     caller: Caller,
-    name: String,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<NoContent, ApiError> {
     let scope = on.scope(&caller)?;
     let registry = state.registry.clone();
@@ -298,141 +287,73 @@ async fn delete_policy(
     .await
 }
 
+in_both_scopes! {
 /// Upload a new version of a policy (`application/wasm`); active unless
 /// `?activate=false`.
 #[utoipa::path(put, path = "/v1/policies/{name}", tag = "policies", params(("name" = String, Path), UploadQuery),
     request_body(content((WasmComponent = "application/wasm"), (WasmComponent = "application/octet-stream"))),
     responses((status = 201, body = UploadedPolicy), (status = 413), (status = 422, description = "invalid module")))]
-pub async fn tenant_upload_policy(
-    State(s): State<AppState>,
-    c: Caller,
-    ApiPath(n): ApiPath<String>,
-    ApiQuery(q): ApiQuery<UploadQuery>,
-    h: HeaderMap,
-    b: ApiBytes,
-) -> Result<Created<UploadedPolicy>, ApiError> {
-    upload_policy(On::Tenant, s, c, n, q, h, b).await
-}
-
-/// Every policy the tenant sees.
-#[utoipa::path(get, path = "/v1/policies", tag = "policies", responses((status = 200, body = Vec<PolicyInfo>)))]
-pub async fn tenant_list_policies(
-    State(s): State<AppState>,
-    c: Caller,
-) -> Result<Json<Vec<PolicyInfo>>, ApiError> {
-    list_policies(On::Tenant, s, c).await
-}
-
-/// One policy and its versions.
-#[utoipa::path(get, path = "/v1/policies/{name}", tag = "policies", params(("name" = String, Path)), responses((status = 200, body = PolicyInfo)))]
-pub async fn tenant_get_policy(
-    State(s): State<AppState>,
-    c: Caller,
-    ApiPath(n): ApiPath<String>,
-) -> Result<Json<PolicyInfo>, ApiError> {
-    get_policy(On::Tenant, s, c, n).await
-}
-
-/// Make a version active (rollback or roll forward).
-#[utoipa::path(post, path = "/v1/policies/{name}/activate", tag = "policies", params(("name" = String, Path)), request_body = ActivatePolicy,
-    responses((status = 200, body = PolicyInfo)))]
-pub async fn tenant_activate_policy(
-    State(s): State<AppState>,
-    c: Caller,
-    ApiPath(n): ApiPath<String>,
-    ApiJson(b): ApiJson<ActivatePolicy>,
-) -> Result<Json<PolicyInfo>, ApiError> {
-    activate_policy(On::Tenant, s, c, n, b).await
-}
-
-/// Set the config passed to the policy with every request (any JSON).
-#[utoipa::path(put, path = "/v1/policies/{name}/config", tag = "policies", params(("name" = String, Path)), request_body = Value,
-    responses((status = 200, body = PolicyInfo)))]
-pub async fn tenant_configure_policy(
-    State(s): State<AppState>,
-    c: Caller,
-    ApiPath(n): ApiPath<String>,
-    ApiJson(b): ApiJson<Value>,
-) -> Result<Json<PolicyInfo>, ApiError> {
-    configure_policy(On::Tenant, s, c, n, b).await
-}
-
-/// Delete a policy and all its versions.
-#[utoipa::path(delete, path = "/v1/policies/{name}", tag = "policies", params(("name" = String, Path)), responses((status = 204)))]
-pub async fn tenant_delete_policy(
-    State(s): State<AppState>,
-    c: Caller,
-    ApiPath(n): ApiPath<String>,
-) -> Result<NoContent, ApiError> {
-    delete_policy(On::Tenant, s, c, n).await
-}
-
+    tenant_upload_policy;
 /// Upload a new version of a global policy.
 #[utoipa::path(put, path = "/v1/global/policies/{name}", tag = "global", params(("name" = String, Path), UploadQuery),
     request_body(content((WasmComponent = "application/wasm"), (WasmComponent = "application/octet-stream"))),
     responses((status = 201, body = UploadedPolicy), (status = 413), (status = 422, description = "invalid module")))]
-pub async fn global_upload_policy(
-    State(s): State<AppState>,
-    c: Caller,
-    ApiPath(n): ApiPath<String>,
-    ApiQuery(q): ApiQuery<UploadQuery>,
-    h: HeaderMap,
-    b: ApiBytes,
-) -> Result<Created<UploadedPolicy>, ApiError> {
-    upload_policy(On::Global, s, c, n, q, h, b).await
+    global_upload_policy;
+    upload_policy(name: ApiPath<String>, query: ApiQuery<UploadQuery>, headers: HeaderMap, body: ApiBytes) -> Created<UploadedPolicy>
 }
 
+in_both_scopes! {
+/// Every policy the tenant sees.
+#[utoipa::path(get, path = "/v1/policies", tag = "policies", responses((status = 200, body = Vec<PolicyInfo>)))]
+    tenant_list_policies;
 /// Every global policy.
 #[utoipa::path(get, path = "/v1/global/policies", tag = "global", responses((status = 200, body = Vec<PolicyInfo>)))]
-pub async fn global_list_policies(
-    State(s): State<AppState>,
-    c: Caller,
-) -> Result<Json<Vec<PolicyInfo>>, ApiError> {
-    list_policies(On::Global, s, c).await
+    global_list_policies;
+    list_policies() -> Json<Vec<PolicyInfo>>
 }
 
+in_both_scopes! {
+/// One policy and its versions.
+#[utoipa::path(get, path = "/v1/policies/{name}", tag = "policies", params(("name" = String, Path)), responses((status = 200, body = PolicyInfo)))]
+    tenant_get_policy;
 /// One global policy.
 #[utoipa::path(get, path = "/v1/global/policies/{name}", tag = "global", params(("name" = String, Path)), responses((status = 200, body = PolicyInfo)))]
-pub async fn global_get_policy(
-    State(s): State<AppState>,
-    c: Caller,
-    ApiPath(n): ApiPath<String>,
-) -> Result<Json<PolicyInfo>, ApiError> {
-    get_policy(On::Global, s, c, n).await
+    global_get_policy;
+    get_policy(name: ApiPath<String>) -> Json<PolicyInfo>
 }
 
+in_both_scopes! {
+/// Make a version active (rollback or roll forward).
+#[utoipa::path(post, path = "/v1/policies/{name}/activate", tag = "policies", params(("name" = String, Path)), request_body = ActivatePolicy,
+    responses((status = 200, body = PolicyInfo)))]
+    tenant_activate_policy;
 /// Make a version of a global policy active.
 #[utoipa::path(post, path = "/v1/global/policies/{name}/activate", tag = "global", params(("name" = String, Path)), request_body = ActivatePolicy,
     responses((status = 200, body = PolicyInfo)))]
-pub async fn global_activate_policy(
-    State(s): State<AppState>,
-    c: Caller,
-    ApiPath(n): ApiPath<String>,
-    ApiJson(b): ApiJson<ActivatePolicy>,
-) -> Result<Json<PolicyInfo>, ApiError> {
-    activate_policy(On::Global, s, c, n, b).await
+    global_activate_policy;
+    activate_policy(name: ApiPath<String>, body: ApiJson<ActivatePolicy>) -> Json<PolicyInfo>
 }
 
+in_both_scopes! {
+/// Set the config passed to the policy with every request (any JSON).
+#[utoipa::path(put, path = "/v1/policies/{name}/config", tag = "policies", params(("name" = String, Path)), request_body = Value,
+    responses((status = 200, body = PolicyInfo)))]
+    tenant_configure_policy;
 /// Set a global policy's config.
 #[utoipa::path(put, path = "/v1/global/policies/{name}/config", tag = "global", params(("name" = String, Path)), request_body = Value,
     responses((status = 200, body = PolicyInfo)))]
-pub async fn global_configure_policy(
-    State(s): State<AppState>,
-    c: Caller,
-    ApiPath(n): ApiPath<String>,
-    ApiJson(b): ApiJson<Value>,
-) -> Result<Json<PolicyInfo>, ApiError> {
-    configure_policy(On::Global, s, c, n, b).await
+    global_configure_policy;
+    configure_policy(name: ApiPath<String>, body: ApiJson<Value>) -> Json<PolicyInfo>
 }
 
+in_both_scopes! {
+/// Delete a policy and all its versions.
+#[utoipa::path(delete, path = "/v1/policies/{name}", tag = "policies", params(("name" = String, Path)), responses((status = 204)))]
+    tenant_delete_policy;
 /// Delete a global policy.
 #[utoipa::path(delete, path = "/v1/global/policies/{name}", tag = "global", params(("name" = String, Path)), responses((status = 204)))]
-pub async fn global_delete_policy(
-    State(s): State<AppState>,
-    c: Caller,
-    ApiPath(n): ApiPath<String>,
-) -> Result<NoContent, ApiError> {
-    delete_policy(On::Global, s, c, n).await
+    global_delete_policy;
+    delete_policy(name: ApiPath<String>) -> NoContent
 }
 
 // ---- data ----------------------------------------------------------------------
@@ -441,8 +362,8 @@ async fn put_data(
     on: On,
     state: AppState,
     caller: Caller,
-    key: String,
-    value: Value,
+    ApiPath(key): ApiPath<String>,
+    ApiJson(value): ApiJson<Value>,
 ) -> Result<Json<DataDocument>, ApiError> {
     let scope = on.scope(&caller)?;
     let registry = state.registry.clone();
@@ -461,7 +382,7 @@ async fn get_data(
     on: On,
     state: AppState,
     caller: Caller,
-    key: String,
+    ApiPath(key): ApiPath<String>,
 ) -> Result<Json<DataDocument>, ApiError> {
     Ok(Json(state.registry.get_data(&on.scope(&caller)?, &key)?))
 }
@@ -470,7 +391,7 @@ async fn delete_data(
     on: On,
     state: AppState,
     caller: Caller,
-    key: String,
+    ApiPath(key): ApiPath<String>,
 ) -> Result<NoContent, ApiError> {
     let scope = on.scope(&caller)?;
     let registry = state.registry.clone();
@@ -482,66 +403,34 @@ async fn delete_data(
     .await
 }
 
+in_both_scopes! {
 /// Create or replace a data document; the body is the document (any JSON).
 #[utoipa::path(put, path = "/v1/data/{key}", tag = "data", params(("key" = String, Path)), request_body = Value,
     responses((status = 200, body = DataDocument)))]
-pub async fn tenant_put_data(
-    State(s): State<AppState>,
-    c: Caller,
-    ApiPath(k): ApiPath<String>,
-    ApiJson(b): ApiJson<Value>,
-) -> Result<Json<DataDocument>, ApiError> {
-    put_data(On::Tenant, s, c, k, b).await
-}
-
-/// A data document, the tenant's own or else the global one.
-#[utoipa::path(get, path = "/v1/data/{key}", tag = "data", params(("key" = String, Path)), responses((status = 200, body = DataDocument)))]
-pub async fn tenant_get_data(
-    State(s): State<AppState>,
-    c: Caller,
-    ApiPath(k): ApiPath<String>,
-) -> Result<Json<DataDocument>, ApiError> {
-    get_data(On::Tenant, s, c, k).await
-}
-
-/// Delete one of the tenant's data documents.
-#[utoipa::path(delete, path = "/v1/data/{key}", tag = "data", params(("key" = String, Path)), responses((status = 204)))]
-pub async fn tenant_delete_data(
-    State(s): State<AppState>,
-    c: Caller,
-    ApiPath(k): ApiPath<String>,
-) -> Result<NoContent, ApiError> {
-    delete_data(On::Tenant, s, c, k).await
-}
-
+    tenant_put_data;
 /// Create or replace a global data document.
 #[utoipa::path(put, path = "/v1/global/data/{key}", tag = "global", params(("key" = String, Path)), request_body = Value,
     responses((status = 200, body = DataDocument)))]
-pub async fn global_put_data(
-    State(s): State<AppState>,
-    c: Caller,
-    ApiPath(k): ApiPath<String>,
-    ApiJson(b): ApiJson<Value>,
-) -> Result<Json<DataDocument>, ApiError> {
-    put_data(On::Global, s, c, k, b).await
+    global_put_data;
+    put_data(key: ApiPath<String>, body: ApiJson<Value>) -> Json<DataDocument>
 }
 
+in_both_scopes! {
+/// A data document, the tenant's own or else the global one.
+#[utoipa::path(get, path = "/v1/data/{key}", tag = "data", params(("key" = String, Path)), responses((status = 200, body = DataDocument)))]
+    tenant_get_data;
 /// A global data document.
 #[utoipa::path(get, path = "/v1/global/data/{key}", tag = "global", params(("key" = String, Path)), responses((status = 200, body = DataDocument)))]
-pub async fn global_get_data(
-    State(s): State<AppState>,
-    c: Caller,
-    ApiPath(k): ApiPath<String>,
-) -> Result<Json<DataDocument>, ApiError> {
-    get_data(On::Global, s, c, k).await
+    global_get_data;
+    get_data(key: ApiPath<String>) -> Json<DataDocument>
 }
 
+in_both_scopes! {
+/// Delete one of the tenant's data documents.
+#[utoipa::path(delete, path = "/v1/data/{key}", tag = "data", params(("key" = String, Path)), responses((status = 204)))]
+    tenant_delete_data;
 /// Delete a global data document.
 #[utoipa::path(delete, path = "/v1/global/data/{key}", tag = "global", params(("key" = String, Path)), responses((status = 204)))]
-pub async fn global_delete_data(
-    State(s): State<AppState>,
-    c: Caller,
-    ApiPath(k): ApiPath<String>,
-) -> Result<NoContent, ApiError> {
-    delete_data(On::Global, s, c, k).await
+    global_delete_data;
+    delete_data(key: ApiPath<String>) -> NoContent
 }

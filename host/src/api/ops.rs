@@ -17,12 +17,12 @@ pub async fn healthz() -> axum::Json<Status> {
 /// The store answers: ready for traffic.
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()), responses((status = 200, body = Status), (status = 500)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Status>, ApiError> {
-    let registry = state.registry.clone();
+    let (store, audit) = (state.store.clone(), state.audit.clone());
     blocking(move || {
-        registry.store().get(Kind::Meta, "readiness-probe")?;
+        store.get(Kind::Meta, "readiness-probe")?;
         // Behind on the audit log: answered decisions would pile up
         // unwritten, so a load balancer should send traffic elsewhere.
-        if !registry.audit().writer().keeping_up() {
+        if !audit.writer().keeping_up() {
             return Err(ApiError::new(
                 ward_types::ErrorCode::AuditBehind,
                 "the audit writer is behind; decisions may wait",
@@ -42,7 +42,7 @@ pub async fn usage(
     caller: crate::auth::Caller,
 ) -> Result<axum::Json<ward_types::Usage>, ApiError> {
     let scope = caller.admin_scope()?;
-    Ok(axum::Json(state.registry.usage(scope.key())?))
+    Ok(axum::Json(state.decider.usage(scope.key())?))
 }
 
 /// Prometheus metrics (operator): they name every tenant and its counts,
@@ -67,12 +67,11 @@ fn render_metrics(state: &AppState) -> String {
     use std::fmt::Write as _;
     use std::sync::atomic::Ordering;
 
-    use crate::limits::Gates;
+    use crate::gates::Gates;
     use crate::metrics::header;
 
-    let registry = &state.registry;
     let mut out = String::new();
-    let gates = registry.gates().all();
+    let gates = state.gates.all();
     let mut tenants: Vec<_> = gates.iter().collect();
     tenants.sort_by(|a, b| a.0.cmp(b.0));
 
@@ -104,7 +103,11 @@ fn render_metrics(state: &AppState) -> String {
         &mut out,
         &tenants,
         state.tenant_labels,
-        ("ward_rejections_total", "code", &Gates::refusal_codes()),
+        (
+            "ward_rejections_total",
+            "code",
+            &Gates::refusal_codes().each_ref().map(|code| code.as_str()),
+        ),
         |gate| &gate.refused,
     );
 
@@ -114,7 +117,8 @@ fn render_metrics(state: &AppState) -> String {
         "histogram",
         "Time from request to decision.",
     );
-    registry
+    state
+        .decider
         .metrics()
         .latency
         .render(&mut out, "ward_decision_duration_seconds", "");
@@ -125,7 +129,8 @@ fn render_metrics(state: &AppState) -> String {
         "counter",
         "Policy failures by kind.",
     );
-    let errors = registry
+    let errors = state
+        .decider
         .metrics()
         .policy_errors
         .lock()
@@ -149,7 +154,7 @@ fn render_metrics(state: &AppState) -> String {
         state.evaluations.waiting()
     );
 
-    let writer = registry.audit().writer().stats();
+    let writer = state.audit.writer().stats();
     header(
         &mut out,
         "ward_audit_queue_depth",
@@ -188,10 +193,10 @@ fn render_metrics(state: &AppState) -> String {
 /// value, or (without tenant labels) one per value, summed.
 fn tenant_counters(
     out: &mut String,
-    tenants: &[(&String, &std::sync::Arc<crate::limits::TenantGate>)],
+    tenants: &[(&String, &std::sync::Arc<crate::gates::TenantGate>)],
     tenant_labels: bool,
     (name, key, values): (&str, &str, &[&str]),
-    counters: impl Fn(&crate::limits::TenantGate) -> &[std::sync::atomic::AtomicU64; 3],
+    counters: impl Fn(&crate::gates::TenantGate) -> &[std::sync::atomic::AtomicU64; 3],
 ) {
     use std::fmt::Write as _;
     use std::sync::atomic::Ordering;

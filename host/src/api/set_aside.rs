@@ -40,9 +40,9 @@ pub async fn list(
     caller: Caller,
 ) -> Result<axum::Json<Vec<SetAsideInfo>>, ApiError> {
     caller.require_operator()?;
-    let registry = state.registry.clone();
+    let store = state.store.clone();
     blocking(move || {
-        let listed = set_aside::list(registry.store().as_ref())?;
+        let listed = set_aside::list(store.as_ref())?;
         Ok(axum::Json(
             listed
                 .into_iter()
@@ -68,9 +68,9 @@ pub async fn remove(
     Query(which): Query<Which>,
 ) -> Result<NoContent, ApiError> {
     caller.require_operator()?;
-    let registry = state.registry.clone();
+    let store = state.store.clone();
     blocking(move || {
-        if set_aside::remove(registry.store().as_ref(), &which.id)? {
+        if set_aside::remove(store.as_ref(), &which.id)? {
             Ok(NoContent)
         } else {
             Err(ApiError::not_found("no record is set aside with that id"))

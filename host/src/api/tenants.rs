@@ -2,11 +2,10 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde_json::json;
 use ward_types::ErrorCode;
 use ward_types::{
-    ApiKeyInfo, AuditKind, CreateKey, CreateTenant, CreatedKey, Me, MyTenant,
-    TENANT_ADJUSTABLE_SETTINGS, Tenant, TenantStatus, UpdateTenant,
+    ApiKeyInfo, CreateKey, CreateTenant, CreatedKey, Me, MyTenant, TENANT_ADJUSTABLE_SETTINGS,
+    Tenant, TenantStatus, UpdateTenant,
 };
 
 use super::extract::{ApiJson, ApiPath};
@@ -260,7 +259,7 @@ pub async fn delete(
     caller: Caller,
     ApiPath(tenant): ApiPath<String>,
 ) -> Result<NoContent, ApiError> {
-    let (registry, auth) = (state.registry.clone(), state.auth.clone());
+    let registry = state.registry.clone();
     blocking(move || {
         // The operator, or the user who created it through self-service;
         // anyone else learns nothing, not even whether it exists.
@@ -280,9 +279,7 @@ pub async fn delete(
                     ApiError::forbidden("this route is for the operator or the tenant's owner")
                 })?
         };
-        let id = target.id;
-        registry.delete_tenant(&id, &caller.actor)?;
-        auth.keys().forget_tenant(&id);
+        registry.delete_tenant(&target.id, &caller.actor)?;
         Ok(NoContent)
     })
     .await
@@ -310,7 +307,7 @@ pub async fn own(
     caller: Caller,
 ) -> Result<axum::Json<Tenant>, ApiError> {
     let tenant = caller.decision_tenant()?;
-    Ok(axum::Json(state.registry.get_tenant(&tenant)?))
+    Ok(axum::Json(state.registry.get_tenant(tenant)?))
 }
 
 /// Create an API key in the caller's tenant. The secret is in this answer
@@ -331,25 +328,9 @@ async fn create_key_in(
     tenant: String,
     body: CreateKey,
 ) -> Result<Created<CreatedKey>, ApiError> {
-    let name_ok = !body.name.trim().is_empty()
-        && body.name.chars().count() <= 200
-        && !body.name.chars().any(char::is_control);
-    if !name_ok {
-        return Err(ApiError::bad_request(
-            ErrorCode::InvalidInput,
-            "key name must be 1-200 characters without control characters",
-        ));
-    }
-    let (auth, audit) = (state.auth.clone(), state.registry.audit().clone());
+    let registry = state.registry.clone();
     blocking(move || {
-        let (key, secret) = auth.keys().create(&tenant, &body.name, body.role)?;
-        audit.record_event(
-            &tenant,
-            &caller.actor,
-            AuditKind::KeyCreated,
-            Some(&key.id),
-            json!({"name": key.name, "role": key.role}),
-        )?;
+        let (key, secret) = registry.create_key(&tenant, &body.name, body.role, &caller.actor)?;
         Ok(Created(CreatedKey { key, secret }))
     })
     .await
@@ -362,7 +343,7 @@ pub async fn list_keys(
     caller: Caller,
 ) -> Result<axum::Json<Vec<ApiKeyInfo>>, ApiError> {
     let scope = caller.admin_scope()?;
-    Ok(axum::Json(state.auth.keys().list(scope.key())))
+    Ok(axum::Json(state.registry.list_keys(scope.key())?))
 }
 
 /// Revoke an API key at once.
@@ -373,21 +354,9 @@ pub async fn revoke_key(
     ApiPath(id): ApiPath<String>,
 ) -> Result<NoContent, ApiError> {
     let tenant = caller.admin_scope()?.key().to_string();
-    let (auth, audit) = (state.auth.clone(), state.registry.audit().clone());
+    let registry = state.registry.clone();
     blocking(move || {
-        if !auth.keys().revoke(&tenant, &id)? {
-            return Err(ApiError::not_found(format!(
-                "API key `{}` not found",
-                crate::registry::clip(&id)
-            )));
-        }
-        audit.record_event(
-            &tenant,
-            &caller.actor,
-            AuditKind::KeyRevoked,
-            Some(&id),
-            serde_json::Value::Null,
-        )?;
+        registry.revoke_key(&tenant, &id, &caller.actor)?;
         Ok(NoContent)
     })
     .await

@@ -96,7 +96,7 @@ impl Registry {
     /// Agent `name` as `scope` sees it: the tenant's own, else the global
     /// one.
     pub fn get_agent(&self, scope: &ScopeId, name: &str) -> Result<Agent> {
-        let scopes = self.read_scopes(scope)?;
+        let scopes = self.scopes(scope)?;
         scopes
             .resolve(|index| index.agents.get(name))
             .map(|(entry, _)| entry.agent.clone())
@@ -106,7 +106,7 @@ impl Registry {
     /// Every agent `scope` sees, by name: its own and the global ones it
     /// does not shadow.
     pub fn list_agents(&self, scope: &ScopeId) -> Result<Vec<Agent>> {
-        let scopes = self.read_scopes(scope)?;
+        let scopes = self.scopes(scope)?;
         Ok(scopes
             .merged(|index| &index.agents)
             .into_iter()

@@ -85,7 +85,7 @@ impl Registry {
 
     /// Document `key` as `scope` sees it.
     pub fn get_data(&self, scope: &ScopeId, key: &str) -> Result<DataDocument> {
-        let scopes = self.read_scopes(scope)?;
+        let scopes = self.scopes(scope)?;
         scopes
             .resolve(|index| index.data.get(key))
             .map(|(entry, _)| entry.doc.clone())

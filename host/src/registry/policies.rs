@@ -11,10 +11,13 @@ use ward_types::{AuditKind, PolicyInfo, PolicyVersion, Timestamp, UploadedPolicy
 use super::index::PolicyEntry;
 use super::names::check_name;
 use super::{Registry, RegistryError, Result, ScopeId, check_count};
-use crate::authorize::BUILTIN_POLICY;
 use crate::plugins::PERMISSIONS_WASM;
 use crate::sandbox::{LoadError, LoadedPolicy};
 use crate::store::{self, Kind, Write, scoped_key};
+
+/// The builtin policy: installed in the global scope, and used when
+/// neither the agent nor the tenant names one.
+pub const BUILTIN_POLICY: &str = "permissions";
 
 /// Versions one policy may keep; delete and re-upload to start over.
 pub const MAX_VERSIONS: usize = 100;
@@ -257,7 +260,7 @@ impl Registry {
 
     /// Policy `name` as `scope` sees it.
     pub fn get_policy(&self, scope: &ScopeId, name: &str) -> Result<PolicyInfo> {
-        let scopes = self.read_scopes(scope)?;
+        let scopes = self.scopes(scope)?;
         scopes
             .resolve(|index| index.policies.get(name))
             .map(|(entry, _)| entry.info.clone())
@@ -266,7 +269,7 @@ impl Registry {
 
     /// Every policy `scope` sees, by name.
     pub fn list_policies(&self, scope: &ScopeId) -> Result<Vec<PolicyInfo>> {
-        let scopes = self.read_scopes(scope)?;
+        let scopes = self.scopes(scope)?;
         Ok(scopes
             .merged(|index| &index.policies)
             .into_iter()

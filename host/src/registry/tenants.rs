@@ -12,7 +12,7 @@ use ward_types::{
 use super::index::{ScopeIndex, TenantRecord, TenantSlot, TenantView};
 use super::names::{check_display_name, check_name, check_slug};
 use super::{Registry, RegistryError, Result, ScopeId};
-use crate::store::{self, Kind, Write, scope_prefix, set_aside};
+use crate::store::{Kind, Write, scope_prefix, set_aside};
 
 impl Registry {
     /// Creates a tenant (operator only).
@@ -237,31 +237,7 @@ impl Registry {
                 value: Timestamp::now().millis().to_string().into_bytes(),
             },
         ];
-        for (key, bytes) in self.store.scan(Kind::ApiKey, &scope_prefix(&record.id))? {
-            // A key record that cannot be read is set aside and its hash
-            // found by value below: a delete never stops half-way.
-            let hash = store::decode::<Value>(&bytes)
-                .ok()
-                .and_then(|key| key.get("hash").and_then(Value::as_str).map(str::to_string));
-            match hash {
-                Some(hash) => tombstone.push(Write::delete(Kind::ApiKeyHash, hash)),
-                None => {
-                    set_aside::move_aside(
-                        self.store.as_ref(),
-                        Kind::ApiKey,
-                        &key,
-                        &bytes,
-                        "unreadable API key record of a tenant being deleted",
-                    );
-                    let owner = key.as_bytes();
-                    for (hash, target) in self.store.scan(Kind::ApiKeyHash, "")? {
-                        if target == owner {
-                            tombstone.push(Write::delete(Kind::ApiKeyHash, hash));
-                        }
-                    }
-                }
-            }
-        }
+        tombstone.extend(self.keys.revoke_all_writes(&record.id)?);
         self.store.write(tombstone)?;
 
         let mut directory = (**self.directory.load()).clone();
@@ -269,6 +245,7 @@ impl Registry {
         directory.by_slug.remove(&record.slug);
         self.directory.store(Arc::new(directory));
 
+        self.keys.forget_tenant(&record.id);
         self.audit.forget_scope(&record.id);
         self.gates.forget(&record.id);
         self.sweep_tenant(&record.id)?;

@@ -12,7 +12,8 @@ use wasmtime::component::{ComponentExportIndex, Instance};
 use wasmtime::{Store, Trap};
 
 use super::bindings::ward::policy::types::Decision;
-use super::host::{DataLookup, StoreState};
+use super::bindings::ward::policy::types::Tenant;
+use super::host::{CapturedOutput, DataLookup, StoreState};
 use super::limits::SandboxLimits;
 use super::request::RequestRef;
 use super::warm::arm;
@@ -134,6 +135,40 @@ pub enum Slice {
 /// Epoch ticks an evaluation may run under [`Slice::Inline`].
 pub const INLINE_TICKS: u64 = 2;
 
+/// The instance the items of one batch call share (see
+/// [`Sandbox::evaluate_in`]). Never outlives its call: a guest may keep
+/// state from one item to the next of the same call, never into another
+/// call, tenant or policy. Hand it to [`Sandbox::finish`] when the call is
+/// decided.
+#[derive(Default)]
+pub struct Batch {
+    live: Option<Live>,
+}
+
+/// A store and instance kept for the next item of a batch.
+struct Live {
+    policy: Arc<LoadedPolicy>,
+    tenant: String,
+    limits: SandboxLimits,
+    store: Store<StoreState>,
+    stdio: CapturedOutput,
+    instance: Instance,
+    evaluate: ComponentExportIndex,
+}
+
+type Kept = (
+    Store<StoreState>,
+    CapturedOutput,
+    Instance,
+    ComponentExportIndex,
+);
+
+impl Live {
+    fn fits(&self, policy: &Arc<LoadedPolicy>, tenant: &Tenant, limits: &SandboxLimits) -> bool {
+        Arc::ptr_eq(&self.policy, policy) && self.tenant == tenant.id && self.limits == *limits
+    }
+}
+
 impl Sandbox {
     /// Evaluates `request` with `policy` on a fresh instance, under
     /// `limits`, with `data` as what `data-get` reads.
@@ -189,6 +224,67 @@ impl Sandbox {
         }
     }
 
+    /// Like [`Sandbox::evaluate_within`], for one item of a batch call:
+    /// the items of `batch` that run the same `policy` (by identity:
+    /// the same loaded module, for the same tenant, under the same
+    /// limits) share one instance, made for the first of them, so that a
+    /// batch pays instantiation once. Fuel, deadline and log budget are
+    /// each item's own. An item whose evaluation fails (or is abandoned)
+    /// drops the instance: the next item starts on a fresh one.
+    pub fn evaluate_in<'r>(
+        &self,
+        batch: &mut Batch,
+        policy: &Arc<LoadedPolicy>,
+        request: impl Into<RequestRef<'r>>,
+        limits: &SandboxLimits,
+        data: Arc<dyn DataLookup>,
+        slice: Slice,
+    ) -> Option<Outcome> {
+        let full = self.deadline_ticks(limits.timeout_ms);
+        let deadline = match slice {
+            Slice::Full => full,
+            Slice::Inline => full.min(INLINE_TICKS),
+        };
+        let request = request.into();
+        let reusable =
+            batch
+                .live
+                .take()
+                .and_then(|live| match live.fits(policy, request.tenant, limits) {
+                    true => Some(live),
+                    false => {
+                        self.warm.retire(live.store);
+                        None
+                    }
+                });
+        let (outcome, abandoned, kept) = self.run_on(
+            reusable,
+            policy,
+            &request,
+            limits,
+            data,
+            deadline,
+            deadline < full,
+        );
+        batch.live = kept.map(|(store, stdio, instance, evaluate)| Live {
+            policy: Arc::clone(policy),
+            tenant: request.tenant.id.clone(),
+            limits: limits.clone(),
+            store,
+            stdio,
+            instance,
+            evaluate,
+        });
+        (!abandoned).then_some(outcome)
+    }
+
+    /// Drops the instance `batch` holds (on the sandbox's thread).
+    pub fn finish(&self, batch: Batch) {
+        if let Some(live) = batch.live {
+            self.warm.retire(live.store);
+        }
+    }
+
     /// One evaluation with `deadline` epoch ticks. With `abandon`, an
     /// evaluation that deadline interrupts is abandoned: `true` is returned
     /// with an empty outcome, and its logs are dropped.
@@ -201,30 +297,64 @@ impl Sandbox {
         deadline: u64,
         abandon: bool,
     ) -> (Outcome, bool) {
+        let (outcome, abandoned, kept) =
+            self.run_on(None, policy, request, limits, data, deadline, abandon);
+        if let Some((store, ..)) = kept {
+            self.warm.retire(store);
+        }
+        (outcome, abandoned)
+    }
+
+    /// [`Sandbox::run`] on `live` when given, else on a ready or new
+    /// instance; the instance is handed back when the evaluation
+    /// succeeded, and retired otherwise.
+    #[allow(clippy::too_many_arguments)]
+    fn run_on(
+        &self,
+        live: Option<Live>,
+        policy: &LoadedPolicy,
+        request: &RequestRef<'_>,
+        limits: &SandboxLimits,
+        data: Arc<dyn DataLookup>,
+        deadline: u64,
+        abandon: bool,
+    ) -> (Outcome, bool, Option<Kept>) {
         let started = Instant::now();
         let slug = request.tenant.slug.as_str();
-        let warm = self
-            .warm
-            .take(policy, request.tenant, limits, Arc::clone(&data), deadline);
         // Fuel and deadline count from here, whenever the instance was made.
-        let (mut store, stdio, instance) = match warm {
-            Some(mut ready) => {
-                arm(&mut ready.store, limits, deadline, self.config.epoch_tick);
-                let made = Ok((ready.instance, ready.evaluate));
-                (ready.store, ready.stdio, made)
+        let (mut store, stdio, instance) = match live {
+            Some(mut live) => {
+                let state = live.store.data_mut();
+                state.data = data;
+                state.log.restart(self.recipe.max_log_bytes);
+                arm(&mut live.store, limits, deadline, self.config.epoch_tick);
+                (live.store, live.stdio, Ok((live.instance, live.evaluate)))
             }
             None => {
-                let (mut store, stdio) = self.recipe.store(&policy.sha256, slug, limits, data);
-                arm(&mut store, limits, deadline, self.config.epoch_tick);
-                let linked = policy.linked.load();
-                let instance = linked.pre.instance_pre().instantiate(&mut store);
-                (store, stdio, instance.map(|made| (made, linked.evaluate)))
+                match self
+                    .warm
+                    .take(policy, request.tenant, limits, Arc::clone(&data), deadline)
+                {
+                    Some(mut ready) => {
+                        arm(&mut ready.store, limits, deadline, self.config.epoch_tick);
+                        let made = Ok((ready.instance, ready.evaluate));
+                        (ready.store, ready.stdio, made)
+                    }
+                    None => {
+                        let (mut store, stdio) =
+                            self.recipe.store(&policy.sha256, slug, limits, data);
+                        arm(&mut store, limits, deadline, self.config.epoch_tick);
+                        let linked = policy.linked.load();
+                        let instance = linked.pre.instance_pre().instantiate(&mut store);
+                        (store, stdio, instance.map(|made| (made, linked.evaluate)))
+                    }
+                }
             }
         };
         let fuel = limits.fuel.unwrap_or(u64::MAX);
-        let called = match instance {
-            Ok((instance, evaluate)) => call(&mut store, &instance, evaluate, request),
-            Err(err) => Err(classify(&err, &store, PolicyErrorKind::Instantiate)),
+        let called = match &instance {
+            Ok((instance, evaluate)) => call(&mut store, instance, *evaluate, request),
+            Err(err) => Err(classify(err, &store, PolicyErrorKind::Instantiate)),
         };
 
         let result = match called {
@@ -248,7 +378,7 @@ impl Sandbox {
                 usage: Usage::default(),
             };
             self.warm.retire(store);
-            return (outcome, true);
+            return (outcome, true, None);
         }
         state.log.emit_stdio(&stdio);
         state.log.flush();
@@ -283,8 +413,15 @@ impl Sandbox {
                 }
             }
         };
-        self.warm.retire(store);
-        (outcome, false)
+        match (outcome.failure.is_none(), instance) {
+            (true, Ok((instance, evaluate))) => {
+                (outcome, false, Some((store, stdio, instance, evaluate)))
+            }
+            _ => {
+                self.warm.retire(store);
+                (outcome, false, None)
+            }
+        }
     }
 
     fn deadline_ticks(&self, timeout_ms: u64) -> u64 {

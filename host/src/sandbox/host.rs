@@ -75,6 +75,13 @@ impl LogSink {
         self.held.push((level, message.to_string()));
     }
 
+    /// Starts another evaluation on the same store with a fresh budget.
+    pub(super) fn restart(&mut self, budget: usize) {
+        self.budget = budget;
+        self.dropped = false;
+        self.held.clear();
+    }
+
     /// Writes the held lines to the host log.
     pub(super) fn flush(&mut self) {
         let (tenant, policy) = (self.tenant.as_str(), self.policy.as_str());
@@ -113,7 +120,7 @@ impl LogSink {
         for line in text.lines() {
             self.emit(host::Level::Info, line);
         }
-        if captured.overflowed() {
+        if captured.take_overflowed() {
             self.dropped = true;
         }
     }
@@ -237,8 +244,9 @@ impl CapturedOutput {
         self.with(|captured| std::mem::take(&mut captured.bytes))
     }
 
-    fn overflowed(&self) -> bool {
-        self.with(|captured| captured.overflowed)
+    /// Whether output was dropped since the last call.
+    fn take_overflowed(&self) -> bool {
+        self.with(|captured| std::mem::take(&mut captured.overflowed))
     }
 }
 

@@ -235,7 +235,7 @@ impl Fields {
             resource,
             context: self.context,
         };
-        super::decide::check_request(&request)?;
+        crate::decision::check_request(&request)?;
         Ok(request)
     }
 }

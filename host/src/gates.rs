@@ -1,4 +1,4 @@
-//! Per-tenant admission (DESIGN §4 step 3): a token bucket
+//! Per-tenant admission gates (the pipeline's admission step): a token bucket
 //! (`rate_limit_per_sec`, `burst`), a cap on evaluations running at once
 //! (`max_concurrent_evaluations`) and a monthly budget
 //! (`max_decisions_per_month`, counted per calendar month in UTC and
@@ -76,11 +76,20 @@ impl Refused {
     ];
 
     /// The error code.
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> ward_types::ErrorCode {
         match self {
-            Refused::RateLimited => "rate_limited",
-            Refused::TooManyEvaluations => "too_many_evaluations",
-            Refused::BudgetExhausted => "budget_exhausted",
+            Refused::RateLimited => ward_types::ErrorCode::RateLimited,
+            Refused::TooManyEvaluations => ward_types::ErrorCode::TooManyEvaluations,
+            Refused::BudgetExhausted => ward_types::ErrorCode::BudgetExhausted,
+        }
+    }
+
+    /// What the caller is told.
+    pub fn message(self) -> &'static str {
+        match self {
+            Refused::RateLimited => "this tenant's rate limit is reached",
+            Refused::TooManyEvaluations => "this tenant has its maximum of evaluations running",
+            Refused::BudgetExhausted => "this tenant's decisions for the month are spent",
         }
     }
 
@@ -148,9 +157,9 @@ struct MonthRecord {
     decisions: u64,
 }
 
-/// The outcome of a decision, for the counters.
+/// How a decision counts.
 #[derive(Debug, Clone, Copy)]
-pub enum Outcome {
+pub enum Tally {
     /// Allowed.
     Allow,
     /// Denied by the policy or the pipeline.
@@ -311,8 +320,8 @@ impl Gates {
     }
 
     /// Counts one decision's outcome.
-    pub fn record(&self, tenant: &str, outcome: Outcome) {
-        self.gate(tenant).outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    pub fn record(&self, tenant: &str, tally: Tally) {
+        self.gate(tenant).outcomes[tally as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// This month's usage of `tenant`.
@@ -388,7 +397,7 @@ impl Gates {
     }
 
     /// Names every refusal kind, for the metrics.
-    pub fn refusal_codes() -> [&'static str; 3] {
+    pub fn refusal_codes() -> [ward_types::ErrorCode; 3] {
         Refused::ALL.map(Refused::code)
     }
 }

@@ -178,9 +178,40 @@ impl ApiKeys {
         Ok(true)
     }
 
+    /// The writes that make every key of tenant `tenant_id` stop working:
+    /// their hash entries, the lookups tokens are checked through. (The
+    /// key records go with the rest of the tenant's records.) A key record
+    /// that cannot be read is set aside and its hash found by value: a
+    /// delete never stops half-way.
+    pub(super) fn revoke_all_writes(&self, tenant_id: &str) -> Result<Vec<Write>, StoreError> {
+        let store = self.store.as_ref();
+        let mut writes = Vec::new();
+        for (key, bytes) in store.scan(Kind::ApiKey, &format!("{tenant_id}/"))? {
+            match store::decode::<ApiKeyRecord>(&bytes) {
+                Ok(record) => writes.push(Write::delete(Kind::ApiKeyHash, record.hash)),
+                Err(_) => {
+                    store::set_aside::move_aside(
+                        store,
+                        Kind::ApiKey,
+                        &key,
+                        &bytes,
+                        "unreadable API key record of a tenant being deleted",
+                    );
+                    let owner = key.as_bytes();
+                    for (hash, target) in store.scan(Kind::ApiKeyHash, "")? {
+                        if target == owner {
+                            writes.push(Write::delete(Kind::ApiKeyHash, hash));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(writes)
+    }
+
     /// Drops a deleted tenant's keys from memory (the store's are gone
     /// with the tenant).
-    pub fn forget_tenant(&self, tenant_id: &str) {
+    pub(super) fn forget_tenant(&self, tenant_id: &str) {
         self.by_hash.rcu(|current| {
             let mut next = (**current).clone();
             next.retain(|_, entry| entry.record.tenant_id != tenant_id);
@@ -223,5 +254,66 @@ impl ApiKeys {
         if let Err(err) = result {
             tracing::warn!(%err, "could not record an API key's last use");
         }
+    }
+}
+
+/// A tenant's keys, through the registry: the tenant must exist, and each
+/// change is written to its audit log.
+impl super::Registry {
+    /// Creates an API key for tenant `tenant` (id or slug); returns it
+    /// with its secret, which is shown this once.
+    pub fn create_key(
+        &self,
+        tenant: &str,
+        name: &str,
+        role: KeyRole,
+        actor: &str,
+    ) -> super::Result<(ApiKeyInfo, String)> {
+        let name_ok = !name.trim().is_empty()
+            && name.chars().count() <= 200
+            && !name.chars().any(char::is_control);
+        if !name_ok {
+            return Err(super::RegistryError::Invalid(String::from(
+                "key name must be 1-200 characters without control characters",
+            )));
+        }
+        let _guard = self.lock();
+        let tenant_id = self.tenant_slot(tenant)?.view.load().record.id.clone();
+        let (key, secret) = self.keys.create(&tenant_id, name, role)?;
+        self.audit
+            .record_event(
+                &tenant_id,
+                actor,
+                ward_types::AuditKind::KeyCreated,
+                Some(&key.id),
+                serde_json::json!({"name": key.name, "role": key.role}),
+            )
+            .map_err(super::RegistryError::from)?;
+        Ok((key, secret))
+    }
+
+    /// Tenant `tenant`'s keys (never their secrets), oldest first.
+    pub fn list_keys(&self, tenant: &str) -> super::Result<Vec<ApiKeyInfo>> {
+        let tenant_id = self.tenant_slot(tenant)?.view.load().record.id.clone();
+        Ok(self.keys.list(&tenant_id))
+    }
+
+    /// Revokes key `key_id` of tenant `tenant` at once.
+    pub fn revoke_key(&self, tenant: &str, key_id: &str, actor: &str) -> super::Result<()> {
+        let _guard = self.lock();
+        let tenant_id = self.tenant_slot(tenant)?.view.load().record.id.clone();
+        if !self.keys.revoke(&tenant_id, key_id)? {
+            return Err(super::RegistryError::not_found("API key", key_id));
+        }
+        self.audit
+            .record_event(
+                &tenant_id,
+                actor,
+                ward_types::AuditKind::KeyRevoked,
+                Some(key_id),
+                serde_json::Value::Null,
+            )
+            .map_err(super::RegistryError::from)?;
+        Ok(())
     }
 }

@@ -1,0 +1,179 @@
+//! The decision room: everything between a parsed authorize request and
+//! its answer, the pipeline DESIGN calls "authorize" (see
+//! docs/ARCHITECTURE.md):
+//!
+//! 1. [`admit`]: the tenant's rate limit, running-evaluation cap and
+//!    monthly budget, before any work;
+//! 2. [`calls`]: a call's items in order, on the async worker within an
+//!    inline budget, the rest in the evaluation pool, stopping as the
+//!    batch semantic says (native batches and AuthZEN `evaluations` alike);
+//! 3. [`pipeline`]: one item: tenant status, the agent and the policy
+//!    resolved narrowest-first, the sandboxed evaluation, fail-closed at
+//!    every step;
+//! 4. [`entry`]: the decision's audit entry, queued before the answer.
+//!
+//! The [`Decider`] holds what a decision needs and nothing else. It knows
+//! nothing of HTTP: it answers with decisions or a [`DecisionError`].
+
+mod admit;
+mod calls;
+mod entry;
+mod pipeline;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ward_types::ErrorCode;
+
+use crate::audit::AuditLog;
+use crate::evaluations::EvaluationPool;
+use crate::gates::{Gates, Refusal};
+use crate::metrics::Histogram;
+use crate::registry::Registry;
+use crate::sandbox::{
+    Batch, DataLookup, LoadedPolicy, Outcome, RequestRef, Sandbox, SandboxLimits, Slice,
+};
+use crate::store::StoreError;
+
+pub use calls::{Item, ItemAnswer, MAX_BATCH, Semantic, check_request};
+pub use pipeline::DecisionOutcome;
+
+/// Why a call got no decisions.
+#[derive(Debug, thiserror::Error)]
+pub enum DecisionError {
+    /// The tenant does not exist (any more).
+    #[error("tenant `{0}` not found")]
+    TenantNotFound(String),
+    /// A tenant limit refused the call.
+    #[error("{}", refusal.reason.message())]
+    Refused {
+        /// Which limit, and when to retry.
+        refusal: Refusal,
+    },
+    /// More decisions in one call than the tenant's burst: it could never
+    /// be admitted, however long the client waited.
+    #[error(
+        "this call asks for {asked} decisions and this tenant's burst is {burst}; send at most {burst} at once"
+    )]
+    BatchExceedsBurst {
+        /// Decisions asked for.
+        asked: usize,
+        /// The tenant's burst.
+        burst: u32,
+    },
+    /// The audit log refused an entry: the decision is not answered.
+    #[error("cannot write the audit log")]
+    Audit(#[source] StoreError),
+    /// The evaluation pool dropped the call (the server is stopping).
+    #[error("the evaluation was dropped")]
+    Dropped,
+}
+
+impl DecisionError {
+    /// The error's stable code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DecisionError::TenantNotFound(_) => ErrorCode::NotFound,
+            DecisionError::Refused { refusal } => refusal.reason.code(),
+            DecisionError::BatchExceedsBurst { .. } => ErrorCode::BatchExceedsBurst,
+            DecisionError::Audit(_) | DecisionError::Dropped => ErrorCode::Internal,
+        }
+    }
+}
+
+/// How calls are scheduled (`[http]` settings).
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    /// Decide on the async worker first (`http.inline_decisions`).
+    pub inline: bool,
+    /// How long a refused call waits before its answer, at most its
+    /// `Retry-After` (`http.refusal_delay_ms`).
+    pub refusal_delay: Duration,
+}
+
+/// Decision measurements that are not per tenant.
+#[derive(Default)]
+pub struct DecisionMetrics {
+    /// Time from the start of the pipeline to the decision.
+    pub latency: Histogram,
+    /// Policy failures by kind.
+    pub policy_errors: Mutex<HashMap<&'static str, u64>>,
+}
+
+/// What runs a policy for the pipeline: the [`Sandbox`] in Ward. The seam
+/// lets a benchmark measure the pipeline with a policy in plain Rust, and
+/// a test put a double in its place.
+pub trait Evaluate: Send + Sync {
+    /// Evaluates `request` as [`Sandbox::evaluate_in`] does.
+    fn evaluate(
+        &self,
+        batch: &mut Batch,
+        policy: &Arc<LoadedPolicy>,
+        request: RequestRef<'_>,
+        limits: &SandboxLimits,
+        data: Arc<dyn DataLookup>,
+        slice: Slice,
+    ) -> Option<Outcome>;
+
+    /// Ends a call's batch, as [`Sandbox::finish`] does.
+    fn finish(&self, batch: Batch);
+}
+
+impl Evaluate for Sandbox {
+    fn evaluate(
+        &self,
+        batch: &mut Batch,
+        policy: &Arc<LoadedPolicy>,
+        request: RequestRef<'_>,
+        limits: &SandboxLimits,
+        data: Arc<dyn DataLookup>,
+        slice: Slice,
+    ) -> Option<Outcome> {
+        self.evaluate_in(batch, policy, request, limits, data, slice)
+    }
+
+    fn finish(&self, batch: Batch) {
+        Sandbox::finish(self, batch);
+    }
+}
+
+/// Decides authorize calls. One per process.
+pub struct Decider {
+    registry: Arc<Registry>,
+    evaluator: Arc<dyn Evaluate>,
+    audit: Arc<AuditLog>,
+    gates: Arc<Gates>,
+    evaluations: Arc<EvaluationPool>,
+    schedule: Schedule,
+    metrics: DecisionMetrics,
+}
+
+impl Decider {
+    /// A decider reading `registry`'s indexes, running policies with
+    /// `evaluator` (the sandbox), admitting through `gates`, writing to `audit`, and
+    /// handing slow decisions to `evaluations`.
+    pub fn new(
+        registry: Arc<Registry>,
+        evaluator: Arc<dyn Evaluate>,
+        audit: Arc<AuditLog>,
+        gates: Arc<Gates>,
+        evaluations: Arc<EvaluationPool>,
+        schedule: Schedule,
+    ) -> Self {
+        Decider {
+            registry,
+            evaluator,
+            audit,
+            gates,
+            evaluations,
+            schedule,
+            metrics: DecisionMetrics::default(),
+        }
+    }
+
+    /// Decision latency and policy failures, for `/metrics`.
+    pub fn metrics(&self) -> &DecisionMetrics {
+        &self.metrics
+    }
+}

@@ -1,0 +1,223 @@
+//! One decision, fail-closed at every step: tenant status, the agent and
+//! then the policy resolved narrowest-first, the sandboxed evaluation.
+//!
+//! It reads only in-memory indexes; the one store write is the audit
+//! append.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use ward_types::{
+    AgentRef, AgentStatus, AuthorizeRequest, DecisionResponse, Entity, PolicyRef, TenantStatus,
+};
+
+use super::entry::DecisionEntry;
+use super::{Decider, DecisionError};
+use crate::gates::Tally;
+use crate::registry::{BUILTIN_POLICY, Scopes, TenantView};
+use crate::sandbox::{self, Batch, PolicyFailure, Slice, Usage};
+
+/// A decision and what it cost.
+#[derive(Debug, Clone)]
+pub struct DecisionOutcome {
+    /// The answer as the native API returns it.
+    pub response: DecisionResponse,
+    /// Set when the policy failed (the answer is then a deny).
+    pub failure: Option<PolicyFailure>,
+    /// Sandbox usage, when a policy ran.
+    pub usage: Option<Usage>,
+    /// Time from the start of the pipeline to the decision.
+    pub duration: Duration,
+}
+
+impl Decider {
+    /// Decides `request` for the tenant of `scopes` within `slice`, on
+    /// `batch`'s instance when it runs the same policy, and appends the
+    /// decision to the tenant's audit log. `None` when the policy did not
+    /// finish in its inline slice: nothing was recorded, and the caller
+    /// runs it again on a thread that may block.
+    pub(super) fn decide_item(
+        &self,
+        scopes: &Arc<Scopes>,
+        batch: &mut Batch,
+        request: &AuthorizeRequest,
+        actor: &str,
+        slice: Slice,
+    ) -> Result<Option<DecisionOutcome>, DecisionError> {
+        let started = Instant::now();
+        let Some(view) = &scopes.tenant else {
+            return Err(DecisionError::TenantNotFound(String::new()));
+        };
+        let Some(outcome) = self.evaluate(view, scopes, batch, request, started, slice) else {
+            return Ok(None);
+        };
+        // Building the entry is a good part of a decision's cost; skip it
+        // when it would be thrown away.
+        if self.audit.writer().keeps_decisions() {
+            let entry = DecisionEntry::new(&outcome, request, actor);
+            self.audit
+                .record_decision(&view.record.id, entry.id, &entry)
+                .map_err(DecisionError::Audit)?;
+        }
+        self.count(&view.record.id, &outcome);
+        Ok(Some(outcome))
+    }
+
+    fn count(&self, tenant: &str, outcome: &DecisionOutcome) {
+        let metrics = &self.metrics;
+        metrics.latency.observe(outcome.duration.as_micros() as u64);
+        let tally = match &outcome.failure {
+            Some(failure) => {
+                let mut errors = metrics
+                    .policy_errors
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                *errors.entry(failure.kind.as_str()).or_default() += 1;
+                Tally::Error
+            }
+            None if outcome.response.decision => Tally::Allow,
+            None => Tally::Deny,
+        };
+        self.gates.record(tenant, tally);
+    }
+
+    /// The decision; `None` when the policy did not finish in `slice`.
+    fn evaluate(
+        &self,
+        view: &Arc<TenantView>,
+        scopes: &Arc<Scopes>,
+        batch: &mut Batch,
+        request: &AuthorizeRequest,
+        started: Instant,
+        slice: Slice,
+    ) -> Option<DecisionOutcome> {
+        let deny = |reason: &str, agent: Option<AgentRef>, policy: Option<PolicyRef>| {
+            Some(DecisionOutcome {
+                response: DecisionResponse {
+                    decision: false,
+                    decision_id: crate::ids::next_ulid().to_string(),
+                    reasons: vec![reason.to_string()],
+                    context: Map::new(),
+                    agent,
+                    policy,
+                },
+                failure: None,
+                usage: None,
+                duration: started.elapsed(),
+            })
+        };
+        if view.record.status == TenantStatus::Suspended {
+            return deny("tenant_suspended", None, None);
+        }
+
+        let agent = scopes.resolve(|index| index.agents.get(&request.subject.id));
+        let agent_ref = agent.map(|(entry, scope)| AgentRef {
+            name: entry.agent.name.clone(),
+            scope,
+        });
+        if let Some((entry, _)) = agent
+            && entry.agent.status == AgentStatus::Disabled
+        {
+            return deny("agent_disabled", agent_ref, None);
+        }
+
+        let default_policy = view.settings.default_policy.as_deref();
+        let policy_name = match agent {
+            Some((entry, _)) => entry
+                .agent
+                .policy
+                .as_deref()
+                .or(default_policy)
+                .unwrap_or(BUILTIN_POLICY),
+            None => match default_policy {
+                Some(name) => name,
+                None => return deny("unknown_agent", None, None),
+            },
+        };
+        let policy = scopes.resolve(|index| index.policies.get(policy_name));
+        let Some((policy, policy_scope)) = policy else {
+            return deny("policy_not_found", agent_ref, None);
+        };
+        let Some((version, sha256)) = policy.active() else {
+            return deny("policy_not_found", agent_ref, None);
+        };
+        let policy_ref = PolicyRef {
+            name: policy.info.name.clone(),
+            scope: policy_scope,
+            version,
+            sha256: sha256.to_string(),
+        };
+        let compiled = match self.registry.compiled(policy) {
+            Ok(compiled) => compiled,
+            Err(err) => {
+                tracing::error!(tenant = %view.record.slug, policy = policy_name, %err, "policy cannot be loaded");
+                return deny("policy_error:unavailable", agent_ref, Some(policy_ref));
+            }
+        };
+
+        // The guest's request borrows what the registry holds (the agent's
+        // grants included); only the JSON objects are encoded here.
+        let subject_properties = json_object(request.subject.properties.as_ref());
+        let action_properties = json_object(request.action.properties.as_ref());
+        let resource_properties = json_object(request.resource.properties.as_ref());
+        let context = json_object(request.context.as_ref());
+        let wit_request = sandbox::RequestRef {
+            tenant: &view.wit,
+            subject: wit_entity(&request.subject, &subject_properties),
+            agent: agent.map(|(entry, _)| sandbox::AgentRef::from(&entry.wit)),
+            action: sandbox::ActionRef {
+                name: &request.action.name,
+                properties: &action_properties,
+            },
+            resource: wit_entity(&request.resource, &resource_properties),
+            context: &context,
+            config: &policy.config_json,
+        };
+        let outcome = self.evaluator.evaluate(
+            batch,
+            &compiled,
+            wit_request,
+            &view.settings.sandbox,
+            Arc::clone(scopes) as Arc<dyn sandbox::DataLookup>,
+            slice,
+        )?;
+        let context = match serde_json::from_str::<Value>(&outcome.context) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        Some(DecisionOutcome {
+            response: DecisionResponse {
+                decision: outcome.allow,
+                decision_id: crate::ids::next_ulid().to_string(),
+                reasons: outcome.reasons,
+                context,
+                agent: agent_ref,
+                policy: Some(policy_ref),
+            },
+            failure: outcome.failure,
+            usage: Some(outcome.usage),
+            duration: started.elapsed(),
+        })
+    }
+}
+
+fn wit_entity<'a>(entity: &'a Entity, properties: &'a str) -> sandbox::EntityRef<'a> {
+    sandbox::EntityRef {
+        type_: &entity.kind,
+        id: &entity.id,
+        properties,
+    }
+}
+
+/// A JSON object's text; `{}` (not allocated) when absent or empty.
+fn json_object(map: Option<&Map<String, Value>>) -> Cow<'static, str> {
+    match map {
+        Some(map) if !map.is_empty() => match serde_json::to_string(map) {
+            Ok(text) => Cow::Owned(text),
+            Err(_) => Cow::Borrowed("{}"),
+        },
+        _ => Cow::Borrowed("{}"),
+    }
+}
