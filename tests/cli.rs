@@ -2,7 +2,7 @@
 //! binary, and the CLI run as a user would, over HTTP.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -58,7 +58,7 @@ fn json(command: &mut Command, args: &[&str]) -> Value {
 /// Where the policies of `plugins/` were built: building a scaffolded
 /// policy there reuses their compiled dependencies.
 fn wasm_target_dir() -> PathBuf {
-    Path::new(env!("WARD_PLUGIN_DIR"))
+    crate::plugins_build::guests()
         .ancestors()
         .nth(2)
         .unwrap()

@@ -67,10 +67,7 @@ fn quickstart_commands_work_as_written() {
             bash.env_remove(key);
         }
     }
-    let wasm_target = Path::new(env!("WARD_PLUGIN_DIR"))
-        .ancestors()
-        .nth(2)
-        .unwrap();
+    let wasm_target = crate::plugins_build::guests().ancestors().nth(2).unwrap();
     bash.env("CARGO_TARGET_DIR", wasm_target)
         .env("CARGO_BUILD_JOBS", "2");
     let out = bash.output().unwrap();

@@ -14,6 +14,8 @@ mod files;
 mod hostile;
 mod identity;
 mod limits;
+#[path = "../host/plugins_build.rs"]
+mod plugins_build;
 mod sandbox;
 mod scale;
 mod server;

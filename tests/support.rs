@@ -13,14 +13,14 @@ use ward::sandbox::{
 use ward::server::Parts;
 use ward::store::{SledStore, Store};
 
-/// Bytes of a policy or test guest built from `plugins/` by the build script.
+/// Bytes of a policy or test guest of `plugins/`, built on first use.
 pub fn guest(name: &str) -> Vec<u8> {
     let path = guest_path(name);
     std::fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
 }
 
 pub fn guest_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("WARD_PLUGIN_DIR")).join(format!("{name}.wasm"))
+    crate::plugins_build::guests().join(format!("{name}.wasm"))
 }
 
 /// A sandbox with a small pool, suitable for running many tests at once

@@ -35,6 +35,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../plugins_build.rs"]
+mod plugins_build;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -557,10 +560,7 @@ fn noisy_heavy(pin: &Pinning, ward: &Ward) {
             .put(format!("{base}/v1/policies/spin"))
             .bearer_auth(&key)
             .header("content-type", "application/wasm")
-            .body(
-                std::fs::read(std::path::Path::new(env!("WARD_PLUGIN_DIR")).join("spin.wasm"))
-                    .unwrap(),
-            )
+            .body(std::fs::read(plugins_build::guests().join("spin.wasm")).unwrap())
             .send()
             .await
             .unwrap();
@@ -616,7 +616,7 @@ const BULKY_RULES: usize = 2_000;
 /// optimisation or debug info, so that its size is code the compiler must
 /// translate, not data.
 fn big_policy() -> Vec<u8> {
-    let release = std::path::Path::new(env!("WARD_PLUGIN_DIR"));
+    let release = plugins_build::guests();
     let target = release.ancestors().nth(2).unwrap();
     let krate = target.join("bulky");
     std::fs::create_dir_all(krate.join("src")).unwrap();

@@ -21,6 +21,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../plugins_build.rs"]
+mod plugins_build;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -172,7 +175,7 @@ fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(10_000);
-    let target: PathBuf = Path::new(env!("WARD_PLUGIN_DIR"))
+    let target: PathBuf = plugins_build::guests()
         .ancestors()
         .nth(3)
         .unwrap()
