@@ -772,6 +772,12 @@ async fn users_of_a_self_service_issuer_create_own_and_delete_their_tenants() {
     let over = create(alice.clone(), json!({"slug": "team-w", "name": "W"})).await;
     assert_eq!((over.status, over.code()), (403, "quota_exceeded"));
     assert_eq!(
+        over.body["error"]["limit"],
+        json!({"name": "self_service_max_tenants", "value": 2}),
+        "{}",
+        over.body
+    );
+    assert_eq!(
         create(bob.clone(), json!({"slug": "team-w", "name": "W"}))
             .await
             .status,

@@ -79,6 +79,11 @@ async fn rate_limit_is_hit_audited_once_and_recovered() {
     for _ in 0..5 {
         let refused = server.post("/v1/authorize", &key, decision()).await;
         assert_eq!((refused.status, refused.code()), (429, "rate_limited"));
+        assert_eq!(
+            refused.body["error"]["limit"],
+            json!({"name": "rate_limit_per_sec", "value": 1}),
+            "which limit refused"
+        );
         let retry: u64 = refused.headers["retry-after"]
             .to_str()
             .unwrap()

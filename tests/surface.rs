@@ -230,6 +230,7 @@ async fn a_batch_larger_than_the_burst_is_a_400_not_a_429() {
             )
             .await;
         assert_json_error(&native, 400, "batch_exceeds_burst", "native batch");
+        assert_eq!(native.body["error"]["limit"]["name"], "burst");
         let authzen = server
             .post(
                 "/access/v1/evaluations",

@@ -95,7 +95,7 @@ pub async fn blocking<T: Send + 'static>(
     info(title = "Ward", description = "Multi-tenant WebAssembly policy host"),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    components(schemas(ward_types::ErrorBody, ward_types::ErrorDetail)),
+    components(schemas(ward_types::ErrorBody, ward_types::ErrorDetail, ward_types::Limit)),
     tags(
         (name = "tenants", description = "Tenants (operator)"),
         (name = "agents"), (name = "policies"), (name = "data"), (name = "keys"), (name = "audit"),

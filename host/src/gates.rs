@@ -84,6 +84,15 @@ impl Refused {
         }
     }
 
+    /// The tenant setting whose limit refused.
+    pub fn setting(self) -> &'static str {
+        match self {
+            Refused::RateLimited => "rate_limit_per_sec",
+            Refused::TooManyEvaluations => "max_concurrent_evaluations",
+            Refused::BudgetExhausted => "max_decisions_per_month",
+        }
+    }
+
     /// What the caller is told.
     pub fn message(self) -> &'static str {
         match self {
@@ -114,6 +123,8 @@ pub struct Refusal {
     pub reason: Refused,
     /// Seconds until a retry can succeed (at least 1).
     pub retry_after_secs: u64,
+    /// The setting's value for the tenant.
+    pub limit: u64,
     /// The first refusal since the tenant was last admitted: the one that
     /// is written to the audit log.
     pub first_of_episode: bool,
@@ -257,10 +268,11 @@ impl Gates {
     ) -> Result<Permit, Refusal> {
         let gate = self.gate(tenant);
         let now = self.clock.now_ms();
-        let refuse = |reason: Refused, retry_after_secs: u64| {
+        let refuse = |reason: Refused, limit: u64, retry_after_secs: u64| {
             gate.refused[reason.index()].fetch_add(1, Ordering::Relaxed);
             Refusal {
                 reason,
+                limit,
                 retry_after_secs: retry_after_secs.max(1),
                 first_of_episode: !gate.episode[reason.index()].swap(true, Ordering::AcqRel),
             }
@@ -277,6 +289,7 @@ impl Gates {
             let next = start_of_next_month(now);
             return Err(refuse(
                 Refused::BudgetExhausted,
+                max,
                 (next - now).div_ceil(1000),
             ));
         }
@@ -284,7 +297,11 @@ impl Gates {
         let running = gate.in_flight.fetch_add(1, Ordering::AcqRel);
         if running >= settings.max_concurrent_evaluations {
             gate.in_flight.fetch_sub(1, Ordering::AcqRel);
-            return Err(refuse(Refused::TooManyEvaluations, 1));
+            return Err(refuse(
+                Refused::TooManyEvaluations,
+                u64::from(settings.max_concurrent_evaluations),
+                1,
+            ));
         }
         let permit = Permit {
             gate: Some(Arc::clone(&gate)),
@@ -301,7 +318,11 @@ impl Gates {
             if bucket.tokens < wanted {
                 let wait = ((wanted - bucket.tokens) / rate).ceil() as u64;
                 drop(bucket);
-                return Err(refuse(Refused::RateLimited, wait));
+                return Err(refuse(
+                    Refused::RateLimited,
+                    u64::from(settings.rate_limit_per_sec),
+                    wait,
+                ));
             }
             bucket.tokens -= wanted;
         }

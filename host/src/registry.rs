@@ -53,9 +53,16 @@ pub enum RegistryError {
     /// Malformed or out-of-range input.
     #[error("{0}")]
     Invalid(String),
-    /// A tenant quota would be exceeded.
-    #[error("{0}")]
-    QuotaExceeded(String),
+    /// A quota would be exceeded.
+    #[error("{message}")]
+    QuotaExceeded {
+        /// The setting that holds the quota.
+        quota: &'static str,
+        /// Its value.
+        limit: u64,
+        /// What would have passed it.
+        message: String,
+    },
     /// A tenant tried to change a global object.
     #[error("`{0}` is a global object and cannot be changed by a tenant")]
     GlobalReadOnly(String),
@@ -75,7 +82,7 @@ impl RegistryError {
             RegistryError::NotFound { .. } => ErrorCode::NotFound,
             RegistryError::Conflict(_) => ErrorCode::Conflict,
             RegistryError::Invalid(_) => ErrorCode::InvalidInput,
-            RegistryError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
+            RegistryError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
             RegistryError::GlobalReadOnly(_) => ErrorCode::GlobalReadOnly,
             RegistryError::Module(LoadError::TooLarge { .. }) => ErrorCode::TooLarge,
             RegistryError::Module(LoadError::Busy) => ErrorCode::Busy,
@@ -336,8 +343,13 @@ impl Registry {
         target: &str,
         result: Result<T>,
     ) -> Result<T> {
-        if let Err(RegistryError::QuotaExceeded(message)) = &result {
-            let details = serde_json::json!({"message": message});
+        if let Err(RegistryError::QuotaExceeded {
+            quota,
+            limit,
+            message,
+        }) = &result
+        {
+            let details = serde_json::json!({"message": message, "quota": quota, "limit": limit});
             self.audit_event(
                 scope,
                 actor,
@@ -352,11 +364,13 @@ impl Registry {
 
 /// Refuses one more object when a tenant already has `limit` of them
 /// (the global scope has no such limit).
-fn check_count(current: usize, limit: Option<u64>, what: &str) -> Result<()> {
+fn check_count(current: usize, limit: Option<u64>, quota: &'static str, what: &str) -> Result<()> {
     match limit {
-        Some(limit) if current as u64 >= limit => Err(RegistryError::QuotaExceeded(format!(
-            "this tenant already has its maximum of {limit} {what}"
-        ))),
+        Some(limit) if current as u64 >= limit => Err(RegistryError::QuotaExceeded {
+            quota,
+            limit,
+            message: format!("this tenant already has its maximum of {limit} {what}"),
+        }),
         _ => Ok(()),
     }
 }

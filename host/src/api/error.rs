@@ -5,7 +5,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use ward_types::{ErrorBody, ErrorCode, ErrorDetail};
+use ward_types::{ErrorBody, ErrorCode, ErrorDetail, Limit};
 
 use crate::audit::AuditError;
 use crate::auth::AuthError;
@@ -20,6 +20,8 @@ pub struct ApiError {
     code: ErrorCode,
     message: String,
     retry_after: Option<u64>,
+    /// The limit that refused the call, for the client.
+    limit: Option<Box<Limit>>,
     /// Why a 5xx happened: for the log, never for the client.
     cause: Option<String>,
 }
@@ -79,6 +81,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            limit: None,
             cause: None,
         }
     }
@@ -125,6 +128,15 @@ impl ApiError {
         Self::internal(cause)
     }
 
+    /// Naming the limit (the setting `name`, at `value`) that refused.
+    pub fn with_limit(mut self, name: &str, value: u64) -> Self {
+        self.limit = Some(Box::new(Limit {
+            name: name.to_string(),
+            value,
+        }));
+        self
+    }
+
     /// With `Retry-After: seconds`.
     pub fn retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
@@ -148,6 +160,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code,
                 message: self.message,
+                limit: self.limit.map(|limit| *limit),
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
@@ -174,7 +187,10 @@ impl From<RegistryError> for ApiError {
         if status_of(&code).is_server_error() && code != ErrorCode::Busy {
             return ApiError::internal_error(&err);
         }
-        let error = ApiError::new(code.clone(), err.to_string());
+        let mut error = ApiError::new(code.clone(), err.to_string());
+        if let RegistryError::QuotaExceeded { quota, limit, .. } = &err {
+            error = error.with_limit(quota, *limit);
+        }
         if code == ErrorCode::Busy {
             // A compile slot is usually free again within a second or two.
             return error.retry_after(1);
@@ -189,14 +205,15 @@ impl From<DecisionError> for ApiError {
         if status_of(&code).is_server_error() {
             return ApiError::internal_error(&err);
         }
-        let retry_after = match &err {
-            DecisionError::Refused { refusal } => Some(refusal.retry_after_secs),
-            _ => None,
-        };
         let error = ApiError::new(code, err.to_string());
-        match retry_after {
-            Some(seconds) => error.retry_after(seconds),
-            None => error,
+        match &err {
+            DecisionError::Refused { refusal } => error
+                .with_limit(refusal.reason.setting(), refusal.limit)
+                .retry_after(refusal.retry_after_secs),
+            DecisionError::BatchExceedsBurst { burst, .. } => {
+                error.with_limit("burst", u64::from(*burst))
+            }
+            _ => error,
         }
     }
 }

@@ -59,6 +59,7 @@ impl Registry {
             check_count(
                 index.agents.len(),
                 settings.as_ref().map(|s| s.max_agents),
+                "max_agents",
                 "agents",
             )?;
         }

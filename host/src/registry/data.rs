@@ -52,10 +52,14 @@ impl Registry {
         if let Some(settings) = &settings
             && total > settings.max_data_bytes
         {
-            return Err(RegistryError::QuotaExceeded(format!(
-                "this tenant's data documents would take {total} bytes, more than its maximum of {}",
-                settings.max_data_bytes
-            )));
+            return Err(RegistryError::QuotaExceeded {
+                quota: "max_data_bytes",
+                limit: settings.max_data_bytes,
+                message: format!(
+                    "this tenant's data documents would take {total} bytes, more than its maximum of {}",
+                    settings.max_data_bytes
+                ),
+            });
         }
         let doc = DataDocument {
             key: key.to_string(),

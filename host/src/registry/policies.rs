@@ -59,8 +59,8 @@ impl Registry {
                 "system",
             ) {
                 Ok(_) => {}
-                Err(RegistryError::QuotaExceeded(why)) => {
-                    tracing::warn!(%why, "the builtin `permissions` policy was not updated");
+                Err(RegistryError::QuotaExceeded { message, .. }) => {
+                    tracing::warn!(%message, "the builtin `permissions` policy was not updated");
                     return Ok(());
                 }
                 Err(err) => return Err(err),
@@ -116,6 +116,7 @@ impl Registry {
             check_count(
                 index.policies.len(),
                 settings.as_ref().map(|s| s.max_policies),
+                "max_policies",
                 "policies",
             )?;
         }
@@ -133,9 +134,11 @@ impl Registry {
             },
         };
         if info.versions.len() >= MAX_VERSIONS {
-            return Err(RegistryError::QuotaExceeded(format!(
-                "policy `{name}` already has {MAX_VERSIONS} versions"
-            )));
+            return Err(RegistryError::QuotaExceeded {
+                quota: "max_policy_versions",
+                limit: MAX_VERSIONS as u64,
+                message: format!("policy `{name}` already has {MAX_VERSIONS} versions"),
+            });
         }
         let version = info.versions.last().map_or(1, |v| v.version + 1);
         info.versions.push(PolicyVersion {

@@ -52,9 +52,11 @@ impl Registry {
                 .filter(|slot| slot.view.load().record.owner.as_ref() == Some(owner))
                 .count();
             if owned >= *max_owned {
-                return Err(RegistryError::QuotaExceeded(format!(
-                    "this user already owns its maximum of {max_owned} tenants"
-                )));
+                return Err(RegistryError::QuotaExceeded {
+                    quota: "self_service_max_tenants",
+                    limit: *max_owned as u64,
+                    message: format!("this user already owns its maximum of {max_owned} tenants"),
+                });
             }
         }
         let owner = owner.map(|(owner, _)| owner);

@@ -18,6 +18,21 @@ pub struct ErrorDetail {
     pub code: ErrorCode,
     /// For people; may change between versions.
     pub message: String,
+    /// The limit that refused the call, when one did (`quota_exceeded`,
+    /// `rate_limited`, `too_many_evaluations`, `budget_exhausted`,
+    /// `batch_exceeds_burst`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<Limit>,
+}
+
+/// A limit, by the name of the setting that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Limit {
+    /// The setting, e.g. `max_agents` or `rate_limit_per_sec`.
+    pub name: String,
+    /// Its value for this tenant (or host).
+    pub value: u64,
 }
 
 macro_rules! error_codes {

@@ -18,7 +18,7 @@ pub use authz::{
     AgentRef, AuthorizeRequest, BatchRequest, BatchResponse, DecisionResponse, Discovery, Entity,
     Evaluation, Evaluations, PolicyRef, RequestAction,
 };
-pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use error::{ErrorBody, ErrorCode, ErrorDetail, Limit};
 pub use keys::{ApiKeyInfo, CreateKey, CreatedKey, KeyRole};
 pub use policy::{ActivatePolicy, DataDocument, PolicyInfo, PolicyVersion, UploadedPolicy};
 pub use tenant::{
