@@ -40,12 +40,11 @@ use cedar_policy::{
 };
 use ward::audit::AuditLog;
 use ward::audit::writer::{Durability, WriterConfig};
-use ward::decision::{Evaluate, Schedule, Semantic};
+use ward::decision::{Chosen, Evaluate, Schedule, Semantic};
 use ward::gates::SystemClock;
 use ward::registry::ScopeId;
 use ward::sandbox::{
-    Batch, DataLookup, LoadedPolicy, Outcome, RequestRef, Sandbox, SandboxConfig, SandboxLimits,
-    Slice, Usage,
+    Batch, DataLookup, Outcome, RequestRef, Sandbox, SandboxConfig, SandboxLimits, Slice, Usage,
 };
 use ward::server::Parts;
 use ward::store::{SledStore, Store};
@@ -189,9 +188,9 @@ fn ward(scenario: &Scenario, warm_instances: usize, plain: bool) -> (Parts, Arc<
         inline: true,
         refusal_delay: std::time::Duration::ZERO,
     };
-    let evaluator: Arc<dyn Evaluate> = match plain {
-        true => Arc::new(PlainPermissions),
-        false => sandbox.clone(),
+    let evaluator: Option<Arc<dyn Evaluate>> = match plain {
+        true => Some(Arc::new(PlainPermissions)),
+        false => None,
     };
     let parts = Parts::assemble_with(
         store,
@@ -237,14 +236,16 @@ impl Evaluate for PlainPermissions {
     fn evaluate(
         &self,
         _: &mut Batch,
-        _: &Arc<LoadedPolicy>,
+        _: &Chosen<'_>,
         request: RequestRef<'_>,
         _: &SandboxLimits,
         _: Arc<dyn DataLookup>,
         _: Slice,
-    ) -> Option<Outcome> {
+    ) -> Result<Option<Outcome>, String> {
         let resource = format!("{}:{}", request.resource.type_, request.resource.id);
-        let agent = request.agent?;
+        let Some(agent) = request.agent else {
+            return Err(String::from("the benchmark's requests all name an agent"));
+        };
         let grants = agent.permissions.iter().map(|grant| {
             (
                 grant.resource.as_str(),
@@ -253,13 +254,13 @@ impl Evaluate for PlainPermissions {
         });
         let (allow, reasons) =
             support::permissions::decide(agent.name, grants, &resource, request.action.name);
-        Some(Outcome {
+        Ok(Some(Outcome {
             allow,
             reasons,
             context: String::from("{}"),
             failure: None,
             usage: Usage::default(),
-        })
+        }))
     }
 
     fn finish(&self, _: Batch) {}

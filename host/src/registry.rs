@@ -32,8 +32,8 @@ use crate::store::set_aside::{self, decode_or_set_aside};
 use crate::store::{self, Kind, Store, StoreError};
 use keys::ApiKeys;
 
-use index::{AgentEntry, DataEntry, PolicyEntry, TenantRecord};
-pub(crate) use index::{Directory, TenantSlot};
+use index::{AgentEntry, DataEntry, TenantRecord};
+pub(crate) use index::{Directory, PolicyEntry, TenantSlot};
 pub(crate) use index::{ScopeIndex, TenantView};
 
 /// Errors of registry calls, each with a stable code.
@@ -157,6 +157,18 @@ impl Registry {
         gates: Arc<Gates>,
         keys: Arc<ApiKeys>,
     ) -> Result<Self> {
+        let registry = Self::open_without_builtins(store, sandbox, audit, gates, keys)?;
+        registry.install_builtins()?;
+        Ok(registry)
+    }
+
+    fn open_without_builtins(
+        store: Arc<dyn Store>,
+        sandbox: Arc<Sandbox>,
+        audit: Arc<AuditLog>,
+        gates: Arc<Gates>,
+        keys: Arc<ApiKeys>,
+    ) -> Result<Self> {
         let registry = Registry {
             gates,
             keys,
@@ -169,8 +181,27 @@ impl Registry {
         };
         registry.finish_pending_deletes()?;
         registry.load()?;
-        registry.install_builtins()?;
         Ok(registry)
+    }
+
+    /// [`Registry::open`] on a temporary store, without the builtin
+    /// policy: for unit tests that run no Wasm (the builtin would be
+    /// compiled).
+    #[cfg(test)]
+    pub(crate) fn for_tests(sandbox: Arc<Sandbox>, clock: Arc<dyn crate::gates::Clock>) -> Self {
+        let store: Arc<dyn Store> =
+            Arc::new(store::SledStore::temporary().expect("a temporary store"));
+        let audit = Arc::new(AuditLog::new(Arc::clone(&store)).expect("an audit log"));
+        let gates = Arc::new(Gates::new(Arc::clone(&store), clock));
+        let keys = Arc::new(ApiKeys::load(Arc::clone(&store)).expect("the keys"));
+        Self::open_without_builtins(store, sandbox, audit, gates, keys).expect("a registry")
+    }
+
+    /// The audit log, admission gates and keys of a registry made by
+    /// [`Registry::for_tests`], to make its decider with.
+    #[cfg(test)]
+    pub(crate) fn parts_for_tests(&self) -> (Arc<AuditLog>, Arc<Gates>) {
+        (Arc::clone(&self.audit), Arc::clone(&self.gates))
     }
 
     /// Deletes every tenant's audit entries older than its

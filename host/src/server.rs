@@ -12,7 +12,7 @@ use crate::audit::AuditLog;
 use crate::auth::jwt::{IssuerError, JwtVerifier};
 use crate::auth::{self, Authenticator};
 use crate::config::{Config, ConfigError};
-use crate::decision::{Decider, Evaluate, Schedule};
+use crate::decision::{Decider, Evaluate, Sandboxed, Schedule};
 use crate::evaluations::EvaluationPool;
 use crate::gates::Gates;
 use crate::registry::keys::ApiKeys;
@@ -95,12 +95,11 @@ impl Parts {
         schedule: Schedule,
         threads: usize,
     ) -> Result<Self, StartError> {
-        let evaluator: Arc<dyn Evaluate> = sandbox.clone();
-        Self::assemble_with(store, sandbox, audit, clock, schedule, threads, evaluator)
+        Self::assemble_with(store, sandbox, audit, clock, schedule, threads, None)
     }
 
-    /// [`Parts::assemble`] with decisions evaluated by `evaluator`
-    /// instead of the sandbox (which still loads the policies).
+    /// [`Parts::assemble`] with decisions evaluated by `evaluator` when
+    /// given, instead of in the sandbox (which still checks uploads).
     pub fn assemble_with(
         store: Arc<dyn Store>,
         sandbox: Arc<Sandbox>,
@@ -108,7 +107,7 @@ impl Parts {
         clock: Arc<dyn crate::gates::Clock>,
         schedule: Schedule,
         threads: usize,
-        evaluator: Arc<dyn Evaluate>,
+        evaluator: Option<Arc<dyn Evaluate>>,
     ) -> Result<Self, StartError> {
         let gates = Arc::new(Gates::new(Arc::clone(&store), clock));
         let keys = Arc::new(ApiKeys::load(Arc::clone(&store))?);
@@ -120,6 +119,8 @@ impl Parts {
             Arc::clone(&keys),
         )?);
         let evaluations = Arc::new(EvaluationPool::start(threads).map_err(StartError::Threads)?);
+        let evaluator =
+            evaluator.unwrap_or_else(|| Arc::new(Sandboxed::new(Arc::clone(&registry), sandbox)));
         let decider = Arc::new(Decider::new(
             Arc::clone(&registry),
             evaluator,

@@ -19,21 +19,21 @@ mod admit;
 mod calls;
 mod entry;
 mod pipeline;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ward_types::ErrorCode;
+use ward_types::{ErrorCode, Scope};
 
 use crate::audit::AuditLog;
 use crate::evaluations::EvaluationPool;
 use crate::gates::{Gates, Refusal};
 use crate::metrics::Histogram;
-use crate::registry::Registry;
-use crate::sandbox::{
-    Batch, DataLookup, LoadedPolicy, Outcome, RequestRef, Sandbox, SandboxLimits, Slice,
-};
+use crate::registry::{PolicyEntry, Registry};
+use crate::sandbox::{Batch, DataLookup, Outcome, RequestRef, Sandbox, SandboxLimits, Slice};
 use crate::store::StoreError;
 
 pub use calls::{Item, ItemAnswer, MAX_BATCH, Semantic, check_request};
@@ -101,40 +101,79 @@ pub struct DecisionMetrics {
     pub policy_errors: Mutex<HashMap<&'static str, u64>>,
 }
 
-/// What runs a policy for the pipeline: the [`Sandbox`] in Ward. The seam
-/// lets a benchmark measure the pipeline with a policy in plain Rust, and
-/// a test put a double in its place.
+/// The policy the pipeline chose for a decision, at its active version.
+pub struct Chosen<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// Where it was found.
+    pub scope: Scope,
+    /// The active version.
+    pub version: u32,
+    /// That version's module, by sha256.
+    pub sha256: &'a str,
+    pub(super) entry: &'a PolicyEntry,
+}
+
+/// What runs the chosen policy for the pipeline: [`Sandboxed`] in Ward.
+/// The seam lets a benchmark measure the pipeline with a policy in plain
+/// Rust, and unit tests check resolution, policy choice and failure
+/// mapping with a double and no Wasm.
 pub trait Evaluate: Send + Sync {
-    /// Evaluates `request` as [`Sandbox::evaluate_in`] does.
+    /// Evaluates `request` with `policy` within `slice`, on `batch`'s
+    /// instance when it runs the same policy; `Ok(None)` when the policy
+    /// did not finish in its inline slice (as [`Sandbox::evaluate_in`]).
+    /// `Err` says why the policy cannot run at all (its module cannot be
+    /// loaded): the decision is then a deny `policy_error:unavailable`.
     fn evaluate(
         &self,
         batch: &mut Batch,
-        policy: &Arc<LoadedPolicy>,
+        policy: &Chosen<'_>,
         request: RequestRef<'_>,
         limits: &SandboxLimits,
         data: Arc<dyn DataLookup>,
         slice: Slice,
-    ) -> Option<Outcome>;
+    ) -> Result<Option<Outcome>, String>;
 
     /// Ends a call's batch, as [`Sandbox::finish`] does.
     fn finish(&self, batch: Batch);
 }
 
-impl Evaluate for Sandbox {
+/// Policies run in the sandbox, their code taken from the registry
+/// (memory, the disk cache, or compiled from the stored module).
+pub struct Sandboxed {
+    registry: Arc<Registry>,
+    sandbox: Arc<Sandbox>,
+}
+
+impl Sandboxed {
+    /// Runs `registry`'s policies in `sandbox`.
+    pub fn new(registry: Arc<Registry>, sandbox: Arc<Sandbox>) -> Self {
+        Sandboxed { registry, sandbox }
+    }
+}
+
+impl Evaluate for Sandboxed {
     fn evaluate(
         &self,
         batch: &mut Batch,
-        policy: &Arc<LoadedPolicy>,
+        policy: &Chosen<'_>,
         request: RequestRef<'_>,
         limits: &SandboxLimits,
         data: Arc<dyn DataLookup>,
         slice: Slice,
-    ) -> Option<Outcome> {
-        self.evaluate_in(batch, policy, request, limits, data, slice)
+    ) -> Result<Option<Outcome>, String> {
+        let compiled = self
+            .registry
+            .compiled(policy.entry)
+            .map_err(|err| err.to_string())?;
+        let key = format!("{:?}/{}@{}", policy.scope, policy.name, policy.version);
+        Ok(self
+            .sandbox
+            .evaluate_in(batch, &key, &compiled, request, limits, data, slice))
     }
 
     fn finish(&self, batch: Batch) {
-        Sandbox::finish(self, batch);
+        self.sandbox.finish(batch);
     }
 }
 

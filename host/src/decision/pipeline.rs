@@ -14,7 +14,7 @@ use ward_types::{
 };
 
 use super::entry::DecisionEntry;
-use super::{Decider, DecisionError};
+use super::{Chosen, Decider, DecisionError};
 use crate::gates::Tally;
 use crate::registry::{BUILTIN_POLICY, Scopes, TenantView};
 use crate::sandbox::{self, Batch, PolicyFailure, Slice, Usage};
@@ -149,12 +149,12 @@ impl Decider {
             version,
             sha256: sha256.to_string(),
         };
-        let compiled = match self.registry.compiled(policy) {
-            Ok(compiled) => compiled,
-            Err(err) => {
-                tracing::error!(tenant = %view.record.slug, policy = policy_name, %err, "policy cannot be loaded");
-                return deny("policy_error:unavailable", agent_ref, Some(policy_ref));
-            }
+        let chosen = Chosen {
+            name: &policy.info.name,
+            scope: policy_scope,
+            version,
+            sha256,
+            entry: policy,
         };
 
         // The guest's request borrows what the registry holds (the agent's
@@ -175,14 +175,21 @@ impl Decider {
             context: &context,
             config: &policy.config_json,
         };
-        let outcome = self.evaluator.evaluate(
+        let evaluated = self.evaluator.evaluate(
             batch,
-            &compiled,
+            &chosen,
             wit_request,
             &view.settings.sandbox,
             Arc::clone(scopes) as Arc<dyn sandbox::DataLookup>,
             slice,
-        )?;
+        );
+        let outcome = match evaluated {
+            Ok(outcome) => outcome?,
+            Err(err) => {
+                tracing::error!(tenant = %view.record.slug, policy = policy_name, %err, "policy cannot be loaded");
+                return deny("policy_error:unavailable", agent_ref, Some(policy_ref));
+            }
+        };
         let context = match serde_json::from_str::<Value>(&outcome.context) {
             Ok(Value::Object(map)) => map,
             _ => Map::new(),

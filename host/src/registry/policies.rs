@@ -186,6 +186,34 @@ impl Registry {
         })
     }
 
+    /// Records policy `name` in `scope` with one active version whose
+    /// module is neither stored nor compiled: for unit tests that decide
+    /// through a double and run no Wasm.
+    #[cfg(test)]
+    pub(crate) fn put_policy_unchecked(&self, scope: &ScopeId, name: &str) -> Result<()> {
+        let _guard = self.lock();
+        let mut index = self.scope_index(scope)?;
+        let now = Timestamp::now();
+        let info = PolicyInfo {
+            name: name.to_string(),
+            scope: scope.scope(),
+            active_version: Some(1),
+            versions: vec![PolicyVersion {
+                version: 1,
+                sha256: hex::encode(Sha256::digest(name.as_bytes())),
+                size: 0,
+                created_at: now,
+            }],
+            config: Value::Null,
+            created_at: now,
+            updated_at: now,
+        };
+        index
+            .policies
+            .insert(name.to_string(), Arc::new(PolicyEntry::new(info)));
+        self.publish(scope, index)
+    }
+
     /// Makes `version` the active version of policy `name` (rollback or
     /// roll forward). Decisions already running finish on the version they
     /// started with.

@@ -147,6 +147,7 @@ pub struct Batch {
 
 /// A store and instance kept for the next item of a batch.
 struct Live {
+    key: String,
     policy: Arc<LoadedPolicy>,
     tenant: String,
     limits: SandboxLimits,
@@ -164,8 +165,17 @@ type Kept = (
 );
 
 impl Live {
-    fn fits(&self, policy: &Arc<LoadedPolicy>, tenant: &Tenant, limits: &SandboxLimits) -> bool {
-        Arc::ptr_eq(&self.policy, policy) && self.tenant == tenant.id && self.limits == *limits
+    fn fits(
+        &self,
+        key: &str,
+        policy: &Arc<LoadedPolicy>,
+        tenant: &Tenant,
+        limits: &SandboxLimits,
+    ) -> bool {
+        self.key == key
+            && Arc::ptr_eq(&self.policy, policy)
+            && self.tenant == tenant.id
+            && self.limits == *limits
     }
 }
 
@@ -225,15 +235,18 @@ impl Sandbox {
     }
 
     /// Like [`Sandbox::evaluate_within`], for one item of a batch call:
-    /// the items of `batch` that run the same `policy` (by identity:
-    /// the same loaded module, for the same tenant, under the same
-    /// limits) share one instance, made for the first of them, so that a
-    /// batch pays instantiation once. Fuel, deadline and log budget are
+    /// consecutive items of `batch` that run the same policy (the same
+    /// `policy_key`, the caller's name for a policy version, and the same
+    /// loaded module, for the same tenant, under the same limits) share
+    /// one instance, made for the first of them, so that a batch pays
+    /// instantiation once. Fuel, deadline and log budget are
     /// each item's own. An item whose evaluation fails (or is abandoned)
     /// drops the instance: the next item starts on a fresh one.
+    #[allow(clippy::too_many_arguments)]
     pub fn evaluate_in<'r>(
         &self,
         batch: &mut Batch,
+        policy_key: &str,
         policy: &Arc<LoadedPolicy>,
         request: impl Into<RequestRef<'r>>,
         limits: &SandboxLimits,
@@ -246,17 +259,15 @@ impl Sandbox {
             Slice::Inline => full.min(INLINE_TICKS),
         };
         let request = request.into();
-        let reusable =
-            batch
-                .live
-                .take()
-                .and_then(|live| match live.fits(policy, request.tenant, limits) {
-                    true => Some(live),
-                    false => {
-                        self.warm.retire(live.store);
-                        None
-                    }
-                });
+        let reusable = batch.live.take().and_then(|live| {
+            match live.fits(policy_key, policy, request.tenant, limits) {
+                true => Some(live),
+                false => {
+                    self.warm.retire(live.store);
+                    None
+                }
+            }
+        });
         let (outcome, abandoned, kept) = self.run_on(
             reusable,
             policy,
@@ -267,6 +278,7 @@ impl Sandbox {
             deadline < full,
         );
         batch.live = kept.map(|(store, stdio, instance, evaluate)| Live {
+            key: policy_key.to_string(),
             policy: Arc::clone(policy),
             tenant: request.tenant.id.clone(),
             limits: limits.clone(),
