@@ -20,6 +20,6 @@ if [ ${#phases[@]} -eq 0 ]; then
 fi
 
 # Build first, so that the time limit covers only the measurement.
-cargo bench -p ward --bench load --no-run
+cargo bench -p ward-cli --bench load --no-run
 exec timeout --kill-after=10 "${WARD_BENCH_TIMEOUT:-600}" \
-  cargo bench -p ward --bench load -- "${phases[@]}"
+  cargo bench -p ward-cli --bench load -- "${phases[@]}"

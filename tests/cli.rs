@@ -396,10 +396,13 @@ fn bad_cases_files_are_refused_with_a_reason() {
         "invalid cases file",
     );
     // The size and count limits.
-    let huge = format!("# {}\ncases: []", "x".repeat(ward::cases::MAX_CASES_BYTES));
+    let huge = format!(
+        "# {}\ncases: []",
+        "x".repeat(ward_cli::cases::MAX_CASES_BYTES)
+    );
     check(&huge, "over 4 MiB");
     let one = "  - {name: x, subject: a, action: r, resource: a:b, expect: {decision: deny}}\n";
-    let many = format!("cases:\n{}", one.repeat(ward::cases::MAX_CASES + 1));
+    let many = format!("cases:\n{}", one.repeat(ward_cli::cases::MAX_CASES + 1));
     check(&many, "at most 10000");
     // A module that is not a component.
     let path = dir.path().join("ok.yaml");

@@ -15,7 +15,6 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
-pub mod cases;
 pub mod config;
 pub mod datadir;
 pub mod decision;

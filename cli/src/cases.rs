@@ -39,11 +39,11 @@ use ward_types::{
     TenantKind, UpdateTenant,
 };
 
-use crate::audit::AuditLog;
-use crate::registry::ScopeId;
-use crate::sandbox::{Sandbox, SandboxConfig};
-use crate::server::Parts;
-use crate::store::{SledStore, Store};
+use ward::audit::AuditLog;
+use ward::registry::ScopeId;
+use ward::sandbox::{Sandbox, SandboxConfig};
+use ward::server::Parts;
+use ward::store::{SledStore, Store};
 
 /// Largest cases file read.
 pub const MAX_CASES_BYTES: usize = 4 << 20;

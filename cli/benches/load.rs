@@ -1,6 +1,6 @@
 //! Load from a second process, against the real `ward` binary on loopback.
 //!
-//! `cargo bench -p ward --bench load` (bounded: about two minutes).
+//! `cargo bench -p ward-cli --bench load` (bounded: about two minutes).
 //! The server runs pinned to core 0 and the load generator (this same
 //! benchmark binary, started again as a child) pinned to core 1, with
 //! `taskset`, so that neither takes the other's CPU. It speaks HTTP/1.1
@@ -30,12 +30,12 @@
 //!    keeps deciding; the time until it is validated, compiled and active,
 //!    and B's latency meanwhile beside B's latency just before.
 //!
-//! Phases can be picked by name: `cargo bench -p ward --bench load --
+//! Phases can be picked by name: `cargo bench -p ward-cli --bench load --
 //! throughput upload` (default: all three).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../plugins_build.rs"]
+#[path = "../../host/plugins_build.rs"]
 mod plugins_build;
 
 use std::io::{BufRead, BufReader};

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::Context as _;
-use ward::cases::{self, Runner};
+use ward_cli::cases::{self, Runner};
 use ward_client::types::PolicyInfo;
 
 use super::output::{Progress, Table, bytes, or_dash, word};
