@@ -2,7 +2,8 @@
 //!
 //! - **ward**: `Decider::decide_now` — tenant and agent resolution, policy
 //!   choice, the builtin `permissions` policy on a fresh sandbox instance,
-//!   the answer; the audit log discards entries (audit off). Twice: with
+//!   the answer; audit entries are made and queued, and the store drops
+//!   them (`support::audit_off`). Twice: with
 //!   instances made ahead by the sandbox's background thread (the default
 //!   on two cores), and with every instance made and dropped on the
 //!   deciding thread (`warm_instances = 0`); each with the process's CPU
@@ -39,7 +40,6 @@ use cedar_policy::{
     RestrictedExpression,
 };
 use ward::audit::AuditLog;
-use ward::audit::writer::{Durability, WriterConfig};
 use ward::decision::{Chosen, Evaluate, Schedule, Semantic};
 use ward::gates::SystemClock;
 use ward::registry::ScopeId;
@@ -54,8 +54,11 @@ use ward_types::{
 };
 
 mod support {
+    pub mod audit_off;
     pub mod permissions;
 }
+
+use support::audit_off::AuditOff;
 
 const AGENTS: usize = 50;
 const GRANTS: usize = 10;
@@ -168,15 +171,13 @@ fn scenario() -> Scenario {
     }
 }
 
-/// Ward's registry for one tenant holding the 50 agents, audit off, with
+/// Ward's registry for one tenant holding the 50 agents, audit entries
+/// dropped by the store, with
 /// `warm_instances` made ahead of their decisions (0: made inline).
 fn ward(scenario: &Scenario, warm_instances: usize, plain: bool) -> (Parts, Arc<Sandbox>, String) {
     let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
-    let config = WriterConfig {
-        durability: Durability::DiscardForBenchmarks,
-        ..WriterConfig::default()
-    };
-    let audit = Arc::new(AuditLog::with_writer(Arc::clone(&store), config, None).unwrap());
+    let audit_store: Arc<dyn Store> = Arc::new(AuditOff(Arc::clone(&store)));
+    let audit = Arc::new(AuditLog::new(audit_store).unwrap());
     let sandbox = Arc::new(
         Sandbox::new(SandboxConfig {
             warm_instances,
@@ -475,7 +476,7 @@ fn main() {
         "\n== one decision in process: {AGENTS} agents x {GRANTS} permissions, {REQUESTS} requests (half allowed), median of {ROUNDS} rounds"
     );
     println!(
-        "ward (registry + sandbox, fresh instance, audit off) {w:>8.2} us   cpu {w_cpu:.2} us (all threads)"
+        "ward (registry + sandbox, fresh instance, no audit store) {w:>8.2} us   cpu {w_cpu:.2} us (all threads)"
     );
     let stats = warm.1.stats();
     let decided = (ROUNDS + 2) * REQUESTS;

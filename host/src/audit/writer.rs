@@ -26,11 +26,6 @@ pub enum Durability {
     Batched,
     /// Answered only once the entry is on disk.
     Sync,
-    /// Decision entries are not written at all. Only for measuring what
-    /// the audit log costs: no config file can select it.
-    #[doc(hidden)]
-    #[serde(skip)]
-    DiscardForBenchmarks,
 }
 
 /// Settings of the writer.
@@ -197,19 +192,10 @@ impl AuditWriter {
         })
     }
 
-    /// Whether appended decision entries are kept (only a benchmark
-    /// turns this off).
-    pub fn keeps_decisions(&self) -> bool {
-        self.config.durability != Durability::DiscardForBenchmarks
-    }
-
     /// Queues a decision entry, `value` being entry `id` as a JSON object
     /// (waiting while the queue is full); in sync mode returns only once
     /// it is durable.
     pub fn append(&self, scope: &str, id: &str, value: Vec<u8>) -> Result<(), StoreError> {
-        if !self.keeps_decisions() {
-            return Ok(());
-        }
         self.send(scope, id, value, self.config.durability == Durability::Sync)
     }
 

@@ -53,14 +53,10 @@ impl Decider {
         let Some(outcome) = self.evaluate(view, scopes, batch, request, started, slice) else {
             return Ok(None);
         };
-        // Building the entry is a good part of a decision's cost; skip it
-        // when it would be thrown away.
-        if self.audit.writer().keeps_decisions() {
-            let entry = DecisionEntry::new(&outcome, request, actor);
-            self.audit
-                .record_decision(&view.record.id, entry.id, &entry)
-                .map_err(DecisionError::Audit)?;
-        }
+        let entry = DecisionEntry::new(&outcome, request, actor);
+        self.audit
+            .record_decision(&view.record.id, entry.id, &entry)
+            .map_err(DecisionError::Audit)?;
         self.count(&view.record.id, &outcome);
         Ok(Some(outcome))
     }
