@@ -545,7 +545,7 @@ fn noisy_rounds(pin: &Pinning, ward: &Ward, flooder: &str, mode: &str) -> (f64, 
 /// Noisy neighbour with a CPU-heavy policy: tenant H (default settings)
 /// decides with a policy that spins for [`HEAVY_SPIN_MS`] from
 /// [`HEAVY_CONNS`] connections while B sends its builtin decisions every
-/// 2 ms. The target (issue 17): B's p99 within 5x of its p99 alone, or
+/// 2 ms. The target: B's p99 within 5x of its p99 alone, or
 /// under 10 ms, whichever is larger.
 fn noisy_heavy(pin: &Pinning, ward: &Ward) {
     let runtime = tokio::runtime::Builder::new_current_thread()

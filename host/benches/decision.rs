@@ -1,4 +1,4 @@
-//! One in-process decision, three ways, in one run (issue 7, target 1):
+//! One in-process decision, several ways, in one run:
 //!
 //! - **ward**: `Decider::decide_now` — tenant and agent resolution, policy
 //!   choice, the builtin `permissions` policy on a fresh sandbox instance,
@@ -44,7 +44,7 @@ use ward::decision::{Chosen, Evaluate, Schedule, Semantic};
 use ward::gates::SystemClock;
 use ward::registry::ScopeId;
 use ward::sandbox::{
-    Batch, DataLookup, Outcome, RequestRef, Sandbox, SandboxConfig, SandboxLimits, Slice, Usage,
+    Batch, DataLookup, Outcome, RequestView, Sandbox, SandboxConfig, SandboxLimits, Slice, Consumed,
 };
 use ward::server::Parts;
 use ward::store::{SledStore, Store};
@@ -238,7 +238,7 @@ impl Evaluate for PlainPermissions {
         &self,
         _: &mut Batch,
         _: &Chosen<'_>,
-        request: RequestRef<'_>,
+        request: RequestView<'_>,
         _: &SandboxLimits,
         _: Arc<dyn DataLookup>,
         _: Slice,
@@ -260,7 +260,7 @@ impl Evaluate for PlainPermissions {
             reasons,
             context: String::from("{}"),
             failure: None,
-            usage: Usage::default(),
+            usage: Consumed::default(),
         }))
     }
 

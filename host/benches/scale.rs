@@ -1,4 +1,5 @@
-//! Many tenants, each with its own policy module (issue 7, target 4).
+//! Many tenants, each with its own policy module: start-up, cold and resident
+//! decisions, memory.
 //!
 //! `cargo bench -p ward --bench scale` (`WARD_SCALE_TENANTS`, default
 //! 10,000). Every tenant gets the builtin `permissions` component with a

@@ -34,7 +34,7 @@ use keys::ApiKeys;
 
 use index::{AgentEntry, DataEntry, TenantRecord};
 pub(crate) use index::{Directory, PolicyEntry, TenantSlot};
-pub(crate) use index::{ScopeIndex, TenantView};
+pub(crate) use index::{Objects, TenantView};
 
 /// Errors of registry calls, each with a stable code.
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +103,10 @@ impl RegistryError {
 /// Result alias for registry calls.
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
-/// The scope a write goes to.
+/// Which scope, by its key: the global scope or one tenant by id (the
+/// scope a write goes to, or a read is made for). The API's
+/// [`ward_types::Scope`] only says which kind of scope an object came
+/// from; `Objects` are one scope's objects.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ScopeId {
     /// The operator's global scope.
@@ -136,7 +139,7 @@ pub struct Registry {
     audit: Arc<AuditLog>,
     gates: Arc<Gates>,
     keys: Arc<ApiKeys>,
-    global: ArcSwap<ScopeIndex>,
+    global: ArcSwap<Objects>,
     directory: ArcSwap<Directory>,
     write_lock: Mutex<()>,
 }
@@ -175,7 +178,7 @@ impl Registry {
             store,
             sandbox,
             audit,
-            global: ArcSwap::from_pointee(ScopeIndex::default()),
+            global: ArcSwap::from_pointee(Objects::default()),
             directory: ArcSwap::from_pointee(Directory::default()),
             write_lock: Mutex::new(()),
         };
@@ -226,7 +229,7 @@ impl Registry {
     }
 
     fn load(&self) -> Result<()> {
-        let mut scopes: HashMap<String, ScopeIndex> = HashMap::new();
+        let mut scopes: HashMap<String, Objects> = HashMap::new();
         // A record that does not decode is set aside (store::set_aside):
         // one tenant's unreadable record never stops the start.
         let store = self.store.as_ref();
@@ -312,12 +315,12 @@ impl Registry {
     }
 
     /// The global scope's current objects.
-    pub(crate) fn global_index(&self) -> Arc<ScopeIndex> {
+    pub(crate) fn global_index(&self) -> Arc<Objects> {
         self.global.load_full()
     }
 
     /// The index of `scope`, for reading before a write (lock held).
-    fn scope_index(&self, scope: &ScopeId) -> Result<ScopeIndex> {
+    fn scope_index(&self, scope: &ScopeId) -> Result<Objects> {
         match scope {
             ScopeId::Global => Ok((**self.global.load()).clone()),
             ScopeId::Tenant(id) => Ok(self.tenant_slot(id)?.view.load().scope.clone()),
@@ -325,7 +328,7 @@ impl Registry {
     }
 
     /// Publishes a changed index of `scope` (lock held).
-    fn publish(&self, scope: &ScopeId, index: ScopeIndex) -> Result<()> {
+    fn publish(&self, scope: &ScopeId, index: Objects) -> Result<()> {
         match scope {
             ScopeId::Global => self.global.store(Arc::new(index)),
             ScopeId::Tenant(id) => {

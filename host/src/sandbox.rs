@@ -31,11 +31,11 @@ use wasmtime::component::{HasSelf, Linker};
 pub use bindings::ward::policy::types::{
     Action, Agent, Decision, Entity, Permission, Request, Scope, Tenant,
 };
-pub use evaluate::{Batch, INLINE_TICKS, Outcome, PolicyErrorKind, PolicyFailure, Slice, Usage};
+pub use evaluate::{Batch, INLINE_TICKS, Outcome, PolicyErrorKind, PolicyFailure, Slice, Consumed};
 pub use host::{DataLookup, MemoryData, NoData};
 pub use limits::SandboxLimits;
 pub use load::LoadedPolicy;
-pub use request::{ActionRef, AgentRef, EntityRef, RequestRef};
+pub use request::{ActionView, AgentView, EntityView, RequestView};
 
 use bindings::Policy;
 use cache::ArtifactCache;

@@ -89,7 +89,7 @@ mod tests {
     use ward_types::DecisionResponse;
 
     use super::*;
-    use crate::sandbox::{PolicyErrorKind, Usage};
+    use crate::sandbox::{PolicyErrorKind, Consumed};
 
     #[test]
     fn a_decision_entry_reads_back_as_the_audit_entry_it_stands_for() {
@@ -113,7 +113,7 @@ mod tests {
                 kind: PolicyErrorKind::Trap,
                 detail: String::from("unreachable"),
             }),
-            usage: Some(Usage {
+            usage: Some(Consumed {
                 duration: Duration::from_micros(12),
                 fuel_consumed: None,
                 peak_memory_bytes: 65_536,

@@ -33,7 +33,7 @@ use crate::evaluations::EvaluationPool;
 use crate::gates::{Gates, Refusal};
 use crate::metrics::Histogram;
 use crate::registry::{PolicyEntry, Registry};
-use crate::sandbox::{Batch, DataLookup, Outcome, RequestRef, Sandbox, SandboxLimits, Slice};
+use crate::sandbox::{Batch, DataLookup, Outcome, RequestView, Sandbox, SandboxLimits, Slice};
 use crate::store::StoreError;
 
 pub use calls::{Item, ItemAnswer, MAX_BATCH, Semantic, check_request};
@@ -128,7 +128,7 @@ pub trait Evaluate: Send + Sync {
         &self,
         batch: &mut Batch,
         policy: &Chosen<'_>,
-        request: RequestRef<'_>,
+        request: RequestView<'_>,
         limits: &SandboxLimits,
         data: Arc<dyn DataLookup>,
         slice: Slice,
@@ -157,7 +157,7 @@ impl Evaluate for Sandboxed {
         &self,
         batch: &mut Batch,
         policy: &Chosen<'_>,
-        request: RequestRef<'_>,
+        request: RequestView<'_>,
         limits: &SandboxLimits,
         data: Arc<dyn DataLookup>,
         slice: Slice,

@@ -17,7 +17,7 @@ use super::entry::DecisionEntry;
 use super::{Chosen, Decider, DecisionError};
 use crate::gates::Tally;
 use crate::registry::{BUILTIN_POLICY, Scopes, TenantView};
-use crate::sandbox::{self, Batch, PolicyFailure, Slice, Usage};
+use crate::sandbox::{self, Batch, PolicyFailure, Slice, Consumed};
 
 /// A decision and what it cost.
 #[derive(Debug, Clone)]
@@ -27,7 +27,7 @@ pub struct DecisionOutcome {
     /// Set when the policy failed (the answer is then a deny).
     pub failure: Option<PolicyFailure>,
     /// Sandbox usage, when a policy ran.
-    pub usage: Option<Usage>,
+    pub usage: Option<Consumed>,
     /// Time from the start of the pipeline to the decision.
     pub duration: Duration,
 }
@@ -159,11 +159,11 @@ impl Decider {
         let action_properties = json_object(request.action.properties.as_ref());
         let resource_properties = json_object(request.resource.properties.as_ref());
         let context = json_object(request.context.as_ref());
-        let wit_request = sandbox::RequestRef {
+        let wit_request = sandbox::RequestView {
             tenant: &view.wit,
             subject: wit_entity(&request.subject, &subject_properties),
-            agent: agent.map(|(entry, _)| sandbox::AgentRef::from(&entry.wit)),
-            action: sandbox::ActionRef {
+            agent: agent.map(|(entry, _)| sandbox::AgentView::from(&entry.wit)),
+            action: sandbox::ActionView {
                 name: &request.action.name,
                 properties: &action_properties,
             },
@@ -206,8 +206,8 @@ impl Decider {
     }
 }
 
-fn wit_entity<'a>(entity: &'a Entity, properties: &'a str) -> sandbox::EntityRef<'a> {
-    sandbox::EntityRef {
+fn wit_entity<'a>(entity: &'a Entity, properties: &'a str) -> sandbox::EntityView<'a> {
+    sandbox::EntityView {
         type_: &entity.kind,
         id: &entity.id,
         properties,

@@ -16,8 +16,8 @@ use crate::evaluations::EvaluationPool;
 use crate::gates::ManualClock;
 use crate::registry::{Registry, ScopeId};
 use crate::sandbox::{
-    Batch, DataLookup, Outcome, PolicyErrorKind, PolicyFailure, RequestRef, Sandbox, SandboxConfig,
-    SandboxLimits, Slice, Usage,
+    Batch, DataLookup, Outcome, PolicyErrorKind, PolicyFailure, RequestView, Sandbox, SandboxConfig,
+    SandboxLimits, Slice, Consumed,
 };
 
 /// What the double was asked to run.
@@ -49,7 +49,7 @@ impl Evaluate for Scripted {
         &self,
         _: &mut Batch,
         policy: &Chosen<'_>,
-        request: RequestRef<'_>,
+        request: RequestView<'_>,
         _: &SandboxLimits,
         data: Arc<dyn DataLookup>,
         _: Slice,
@@ -86,7 +86,7 @@ impl Evaluate for Scripted {
             reasons: vec![reason],
             context: String::from("{}"),
             failure,
-            usage: Usage::default(),
+            usage: Consumed::default(),
         }))
     }
 

@@ -33,7 +33,7 @@ pub(crate) struct TenantRecord {
 
 /// One scope's objects.
 #[derive(Default, Clone)]
-pub(crate) struct ScopeIndex {
+pub(crate) struct Objects {
     pub agents: HashMap<String, Arc<AgentEntry>>,
     pub policies: HashMap<String, Arc<PolicyEntry>>,
     pub data: HashMap<String, Arc<DataEntry>>,
@@ -132,11 +132,11 @@ pub(crate) struct TenantView {
     pub record: TenantRecord,
     pub settings: TenantSettings,
     pub wit: sandbox::Tenant,
-    pub scope: ScopeIndex,
+    pub scope: Objects,
 }
 
 impl TenantView {
-    pub fn new(record: TenantRecord, settings: TenantSettings, scope: ScopeIndex) -> Self {
+    pub fn new(record: TenantRecord, settings: TenantSettings, scope: Objects) -> Self {
         TenantView {
             wit: sandbox::Tenant {
                 id: record.id.clone(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ward_types::Scope;
 
-use super::{Registry, RegistryError, Result, ScopeId, ScopeIndex, TenantView};
+use super::{Registry, RegistryError, Result, ScopeId, Objects, TenantView};
 use crate::sandbox::DataLookup;
 
 /// What one reader sees: a tenant's own objects (when reading for a
@@ -16,7 +16,7 @@ pub(crate) struct Scopes {
     /// The tenant, when reading for one.
     pub tenant: Option<Arc<TenantView>>,
     /// The global scope.
-    pub global: Arc<ScopeIndex>,
+    pub global: Arc<Objects>,
 }
 
 impl Scopes {
@@ -24,7 +24,7 @@ impl Scopes {
     /// `pick` finds, with the scope it came from.
     pub fn resolve<'a, T>(
         &'a self,
-        pick: impl Fn(&'a ScopeIndex) -> Option<&'a T>,
+        pick: impl Fn(&'a Objects) -> Option<&'a T>,
     ) -> Option<(&'a T, Scope)> {
         self.tenant
             .as_ref()
@@ -36,7 +36,7 @@ impl Scopes {
     /// The tenant's objects and the global ones they do not shadow, by name.
     pub fn merged<'a, T: 'a>(
         &'a self,
-        all: impl Fn(&'a ScopeIndex) -> &'a HashMap<String, Arc<T>>,
+        all: impl Fn(&'a Objects) -> &'a HashMap<String, Arc<T>>,
     ) -> Vec<&'a Arc<T>> {
         let own = self.tenant.as_ref().map(|view| all(&view.scope));
         let mut names: Vec<&String> = all(&self.global)

@@ -9,7 +9,7 @@ use ward_types::{
     AuditKind, CreateTenant, Tenant, TenantSettings, TenantStatus, Timestamp, UpdateTenant,
 };
 
-use super::index::{ScopeIndex, TenantRecord, TenantSlot, TenantView};
+use super::index::{Objects, TenantRecord, TenantSlot, TenantView};
 use super::names::{check_display_name, check_name, check_slug};
 use super::{Registry, RegistryError, Result, ScopeId};
 use crate::store::{Kind, Write, scope_prefix, set_aside};
@@ -80,7 +80,7 @@ impl Registry {
                 value: record.id.clone().into_bytes(),
             },
         ])?;
-        let view = TenantView::new(record, settings, ScopeIndex::default());
+        let view = TenantView::new(record, settings, Objects::default());
         let tenant = view.tenant();
         let mut directory = (**self.directory.load()).clone();
         directory
@@ -360,7 +360,7 @@ impl Registry {
     fn check_default_policy(
         &self,
         settings: &TenantSettings,
-        own: Option<&ScopeIndex>,
+        own: Option<&Objects>,
         previous: Option<&str>,
     ) -> Result<()> {
         let Some(name) = settings.default_policy.as_deref() else {

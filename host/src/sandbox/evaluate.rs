@@ -15,7 +15,7 @@ use super::bindings::ward::policy::types::Decision;
 use super::bindings::ward::policy::types::Tenant;
 use super::host::{CapturedOutput, DataLookup, StoreState};
 use super::limits::SandboxLimits;
-use super::request::RequestRef;
+use super::request::RequestView;
 use super::warm::arm;
 use super::{LoadedPolicy, Sandbox};
 
@@ -84,9 +84,9 @@ pub struct PolicyFailure {
     pub detail: String,
 }
 
-/// What one evaluation cost.
+/// What one evaluation consumed: time, fuel, memory, log room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Usage {
+pub struct Consumed {
     /// Wall-clock time from the start of the evaluation to the checked
     /// result (an instance made ahead of time is not counted).
     pub duration: Duration,
@@ -111,7 +111,7 @@ pub struct Outcome {
     /// Set when the policy failed.
     pub failure: Option<PolicyFailure>,
     /// What the evaluation cost.
-    pub usage: Usage,
+    pub usage: Consumed,
 }
 
 /// Bounds on what a policy may answer, from [`super::SandboxConfig`].
@@ -189,11 +189,11 @@ impl Sandbox {
     /// timeout or memory blow-up touches only this one decision. Runs on
     /// the calling thread for at most `limits.timeout_ms` (plus one epoch
     /// tick). `request` is a [`Request`](super::Request) or the borrowed
-    /// [`RequestRef`].
+    /// [`RequestView`].
     pub fn evaluate<'r>(
         &self,
         policy: &LoadedPolicy,
-        request: impl Into<RequestRef<'r>>,
+        request: impl Into<RequestView<'r>>,
         limits: &SandboxLimits,
         data: Arc<dyn DataLookup>,
     ) -> Outcome {
@@ -211,7 +211,7 @@ impl Sandbox {
     pub fn evaluate_within<'r>(
         &self,
         policy: &LoadedPolicy,
-        request: impl Into<RequestRef<'r>>,
+        request: impl Into<RequestView<'r>>,
         limits: &SandboxLimits,
         data: Arc<dyn DataLookup>,
         slice: Slice,
@@ -248,7 +248,7 @@ impl Sandbox {
         batch: &mut Batch,
         policy_key: &str,
         policy: &Arc<LoadedPolicy>,
-        request: impl Into<RequestRef<'r>>,
+        request: impl Into<RequestView<'r>>,
         limits: &SandboxLimits,
         data: Arc<dyn DataLookup>,
         slice: Slice,
@@ -303,7 +303,7 @@ impl Sandbox {
     fn run(
         &self,
         policy: &LoadedPolicy,
-        request: &RequestRef<'_>,
+        request: &RequestView<'_>,
         limits: &SandboxLimits,
         data: Arc<dyn DataLookup>,
         deadline: u64,
@@ -325,7 +325,7 @@ impl Sandbox {
         &self,
         live: Option<Live>,
         policy: &LoadedPolicy,
-        request: &RequestRef<'_>,
+        request: &RequestView<'_>,
         limits: &SandboxLimits,
         data: Arc<dyn DataLookup>,
         deadline: u64,
@@ -387,14 +387,14 @@ impl Sandbox {
                 reasons: Vec::new(),
                 context: String::new(),
                 failure: None,
-                usage: Usage::default(),
+                usage: Consumed::default(),
             };
             self.warm.retire(store);
             return (outcome, true, None);
         }
         state.log.emit_stdio(&stdio);
         state.log.flush();
-        let usage = Usage {
+        let usage = Consumed {
             duration: started.elapsed(),
             fuel_consumed: limits.fuel.map(|_| fuel - fuel_left),
             peak_memory_bytes: state.limiter.peak_memory as u64,
@@ -450,7 +450,7 @@ fn call(
     store: &mut Store<StoreState>,
     instance: &Instance,
     evaluate: ComponentExportIndex,
-    request: &RequestRef<'_>,
+    request: &RequestView<'_>,
 ) -> Result<Result<Decision, String>, PolicyFailure> {
     let not_callable = |detail: String| PolicyFailure {
         kind: PolicyErrorKind::Instantiate,
@@ -460,7 +460,7 @@ fn call(
         .get_func(&mut *store, evaluate)
         .ok_or_else(|| not_callable(String::from("the instance has no `evaluate`")))?;
     let typed = func
-        .typed::<(&RequestRef<'_>,), (Result<Decision, String>,)>(&*store)
+        .typed::<(&RequestView<'_>,), (Result<Decision, String>,)>(&*store)
         .map_err(|err| not_callable(format!("{err:#}")))?;
     typed
         .call(&mut *store, (request,))

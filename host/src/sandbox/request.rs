@@ -16,17 +16,17 @@ use super::bindings::ward::policy::types::{
 /// `record request`, borrowed.
 #[derive(Debug, Clone, Copy, ComponentType, Lower)]
 #[component(record)]
-pub struct RequestRef<'a> {
+pub struct RequestView<'a> {
     /// The tenant the decision is made for.
     pub tenant: &'a Tenant,
     /// Who asks.
-    pub subject: EntityRef<'a>,
+    pub subject: EntityView<'a>,
     /// The agent resolved for the subject, if any.
-    pub agent: Option<AgentRef<'a>>,
+    pub agent: Option<AgentView<'a>>,
     /// What is asked for.
-    pub action: ActionRef<'a>,
+    pub action: ActionView<'a>,
     /// On what.
-    pub resource: EntityRef<'a>,
+    pub resource: EntityView<'a>,
     /// A JSON object.
     pub context: &'a str,
     /// The policy's configuration: a JSON value.
@@ -36,7 +36,7 @@ pub struct RequestRef<'a> {
 /// `record entity`, borrowed.
 #[derive(Debug, Clone, Copy, ComponentType, Lower)]
 #[component(record)]
-pub struct EntityRef<'a> {
+pub struct EntityView<'a> {
     /// The entity's type.
     #[component(name = "type")]
     pub type_: &'a str,
@@ -49,7 +49,7 @@ pub struct EntityRef<'a> {
 /// `record action`, borrowed.
 #[derive(Debug, Clone, Copy, ComponentType, Lower)]
 #[component(record)]
-pub struct ActionRef<'a> {
+pub struct ActionView<'a> {
     /// The action's name.
     pub name: &'a str,
     /// A JSON object.
@@ -59,7 +59,7 @@ pub struct ActionRef<'a> {
 /// `record agent`, borrowed.
 #[derive(Debug, Clone, Copy, ComponentType, Lower)]
 #[component(record)]
-pub struct AgentRef<'a> {
+pub struct AgentView<'a> {
     /// The agent's name.
     pub name: &'a str,
     /// Where it was found.
@@ -73,9 +73,9 @@ pub struct AgentRef<'a> {
     pub permissions: &'a [Permission],
 }
 
-impl<'a> From<&'a Entity> for EntityRef<'a> {
+impl<'a> From<&'a Entity> for EntityView<'a> {
     fn from(entity: &'a Entity) -> Self {
-        EntityRef {
+        EntityView {
             type_: &entity.type_,
             id: &entity.id,
             properties: &entity.properties,
@@ -83,18 +83,18 @@ impl<'a> From<&'a Entity> for EntityRef<'a> {
     }
 }
 
-impl<'a> From<&'a Action> for ActionRef<'a> {
+impl<'a> From<&'a Action> for ActionView<'a> {
     fn from(action: &'a Action) -> Self {
-        ActionRef {
+        ActionView {
             name: &action.name,
             properties: &action.properties,
         }
     }
 }
 
-impl<'a> From<&'a Agent> for AgentRef<'a> {
+impl<'a> From<&'a Agent> for AgentView<'a> {
     fn from(agent: &'a Agent) -> Self {
-        AgentRef {
+        AgentView {
             name: &agent.name,
             scope: agent.scope,
             type_: &agent.type_,
@@ -104,12 +104,12 @@ impl<'a> From<&'a Agent> for AgentRef<'a> {
     }
 }
 
-impl<'a> From<&'a Request> for RequestRef<'a> {
+impl<'a> From<&'a Request> for RequestView<'a> {
     fn from(request: &'a Request) -> Self {
-        RequestRef {
+        RequestView {
             tenant: &request.tenant,
             subject: (&request.subject).into(),
-            agent: request.agent.as_ref().map(AgentRef::from),
+            agent: request.agent.as_ref().map(AgentView::from),
             action: (&request.action).into(),
             resource: (&request.resource).into(),
             context: &request.context,
