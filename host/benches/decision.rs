@@ -44,7 +44,7 @@ use ward::decision::{Chosen, Evaluate, Schedule, Semantic};
 use ward::gates::SystemClock;
 use ward::registry::ScopeId;
 use ward::sandbox::{
-    Batch, DataLookup, Outcome, RequestView, Sandbox, SandboxConfig, SandboxLimits, Slice, Consumed,
+    Batch, Consumed, DataLookup, Outcome, RequestView, Sandbox, SandboxConfig, SandboxLimits, Slice,
 };
 use ward::server::Parts;
 use ward::store::{SledStore, Store};

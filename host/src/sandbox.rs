@@ -31,7 +31,7 @@ use wasmtime::component::{HasSelf, Linker};
 pub use bindings::ward::policy::types::{
     Action, Agent, Decision, Entity, Permission, Request, Scope, Tenant,
 };
-pub use evaluate::{Batch, INLINE_TICKS, Outcome, PolicyErrorKind, PolicyFailure, Slice, Consumed};
+pub use evaluate::{Batch, Consumed, INLINE_TICKS, Outcome, PolicyErrorKind, PolicyFailure, Slice};
 pub use host::{DataLookup, MemoryData, NoData};
 pub use limits::SandboxLimits;
 pub use load::LoadedPolicy;

@@ -89,7 +89,7 @@ mod tests {
     use ward_types::DecisionResponse;
 
     use super::*;
-    use crate::sandbox::{PolicyErrorKind, Consumed};
+    use crate::sandbox::{Consumed, PolicyErrorKind};
 
     #[test]
     fn a_decision_entry_reads_back_as_the_audit_entry_it_stands_for() {

@@ -17,7 +17,7 @@ use super::entry::DecisionEntry;
 use super::{Chosen, Decider, DecisionError};
 use crate::gates::Tally;
 use crate::registry::{BUILTIN_POLICY, Scopes, TenantView};
-use crate::sandbox::{self, Batch, PolicyFailure, Slice, Consumed};
+use crate::sandbox::{self, Batch, Consumed, PolicyFailure, Slice};
 
 /// A decision and what it cost.
 #[derive(Debug, Clone)]

@@ -16,8 +16,8 @@ use crate::evaluations::EvaluationPool;
 use crate::gates::ManualClock;
 use crate::registry::{Registry, ScopeId};
 use crate::sandbox::{
-    Batch, DataLookup, Outcome, PolicyErrorKind, PolicyFailure, RequestView, Sandbox, SandboxConfig,
-    SandboxLimits, Slice, Consumed,
+    Batch, Consumed, DataLookup, Outcome, PolicyErrorKind, PolicyFailure, RequestView, Sandbox,
+    SandboxConfig, SandboxLimits, Slice,
 };
 
 /// What the double was asked to run.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ward_types::Scope;
 
-use super::{Registry, RegistryError, Result, ScopeId, Objects, TenantView};
+use super::{Objects, Registry, RegistryError, Result, ScopeId, TenantView};
 use crate::sandbox::DataLookup;
 
 /// What one reader sees: a tenant's own objects (when reading for a

@@ -216,11 +216,7 @@ impl Sandbox {
         data: Arc<dyn DataLookup>,
         slice: Slice,
     ) -> Option<Outcome> {
-        let full = self.deadline_ticks(limits.timeout_ms);
-        let deadline = match slice {
-            Slice::Full => full,
-            Slice::Inline => full.min(INLINE_TICKS),
-        };
+        let (deadline, full) = self.slice_ticks(limits, slice);
         match self.run(
             policy,
             &request.into(),
@@ -253,11 +249,7 @@ impl Sandbox {
         data: Arc<dyn DataLookup>,
         slice: Slice,
     ) -> Option<Outcome> {
-        let full = self.deadline_ticks(limits.timeout_ms);
-        let deadline = match slice {
-            Slice::Full => full,
-            Slice::Inline => full.min(INLINE_TICKS),
-        };
+        let (deadline, full) = self.slice_ticks(limits, slice);
         let request = request.into();
         let reusable = batch.live.take().and_then(|live| {
             match live.fits(policy_key, policy, request.tenant, limits) {
@@ -433,6 +425,16 @@ impl Sandbox {
                 self.warm.retire(store);
                 (outcome, false, None)
             }
+        }
+    }
+
+    /// The deadline of an evaluation within `slice`, and the tenant's
+    /// full deadline, in epoch ticks.
+    fn slice_ticks(&self, limits: &SandboxLimits, slice: Slice) -> (u64, u64) {
+        let full = self.deadline_ticks(limits.timeout_ms);
+        match slice {
+            Slice::Full => (full, full),
+            Slice::Inline => (full.min(INLINE_TICKS), full),
         }
     }
 
