@@ -2,6 +2,7 @@
 //! role), or a tenant's API key or JWT, with its role in that tenant.
 //! Secrets are compared and stored only as sha256 hashes.
 
+mod access;
 pub mod jwks;
 pub mod jwt;
 
@@ -13,8 +14,8 @@ use sha2::{Digest, Sha256};
 use ward_types::{CreateTenant, KeyRole, TenantKind};
 
 use crate::audit::AuditLog;
+use crate::registry::Registry;
 use crate::registry::keys::ApiKeys;
-use crate::registry::{Registry, ScopeId};
 use crate::store::{Kind, Store, StoreError, Write};
 use jwt::{JwtIdentity, JwtVerifier};
 
@@ -60,51 +61,6 @@ pub struct Caller {
     pub principal: Option<Principal>,
 }
 
-impl Caller {
-    /// The tenant scope a management call acts on: a tenant admin's own,
-    /// or the one an operator named.
-    pub fn admin_scope(&self) -> Result<ScopeId, AuthError> {
-        match (self.role, &self.tenant) {
-            (Role::Authorize, _) => Err(AuthError::Forbidden(String::from(
-                "this API key may only ask for decisions",
-            ))),
-            (Role::User, _) => Err(AuthError::Forbidden(String::from(
-                "this token acts in no tenant: name one with X-Tenant-ID",
-            ))),
-            (_, Some(tenant)) => Ok(ScopeId::Tenant(tenant.clone())),
-            (_, None) => Err(AuthError::TenantRequired(String::from(
-                "operators name the tenant to act in with X-Tenant-ID",
-            ))),
-        }
-    }
-
-    /// The tenant a decision is for.
-    pub fn decision_tenant(&self) -> Result<&str, AuthError> {
-        self.tenant.as_deref().ok_or_else(|| {
-            AuthError::TenantRequired(String::from(
-                "operators name the tenant to act in with X-Tenant-ID",
-            ))
-        })
-    }
-
-    /// Checks that the caller is the operator.
-    pub fn require_operator(&self) -> Result<(), AuthError> {
-        if self.role == Role::Operator {
-            Ok(())
-        } else {
-            Err(AuthError::Forbidden(String::from(
-                "this route is for the operator",
-            )))
-        }
-    }
-
-    /// The global scope, for the operator only.
-    pub fn global_scope(&self) -> Result<ScopeId, AuthError> {
-        self.require_operator()?;
-        Ok(ScopeId::Global)
-    }
-}
-
 /// Why a caller was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -132,6 +88,9 @@ pub enum AuthError {
     /// Authenticated, but without a Ward role.
     #[error("{0}")]
     Forbidden(String),
+    /// A tenant's own admins may not set this setting.
+    #[error("{0}")]
+    NotAdjustable(String),
     /// The token names a tenant its issuer is not trusted with.
     #[error("{0}")]
     TenantNotAllowed(String),

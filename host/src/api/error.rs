@@ -228,6 +228,7 @@ impl From<AuthError> for ApiError {
             AuthError::UnknownTenant(_) => ErrorCode::NotFound,
             AuthError::TenantRequired(_) => ErrorCode::TenantRequired,
             AuthError::Forbidden(_) => ErrorCode::Forbidden,
+            AuthError::NotAdjustable(_) => ErrorCode::SettingNotAdjustable,
             AuthError::TenantNotAllowed(_) => ErrorCode::TenantNotAllowed,
             AuthError::BadHeader(_) => ErrorCode::InvalidInput,
             AuthError::Store(_) => return ApiError::internal_error(&err),

@@ -2,15 +2,13 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use ward_types::ErrorCode;
 use ward_types::{
-    ApiKeyInfo, CreateKey, CreateTenant, CreatedKey, Me, MyTenant, TENANT_ADJUSTABLE_SETTINGS,
-    Tenant, TenantStatus, UpdateTenant,
+    ApiKeyInfo, CreateKey, CreateTenant, CreatedKey, Me, Tenant, TenantStatus, UpdateTenant,
 };
 
 use super::extract::{ApiJson, ApiPath};
 use super::{ApiError, AppState, Created, NoContent, blocking};
-use crate::auth::{Caller, Role};
+use crate::auth::Caller;
 
 const TAG: &str = "tenants";
 
@@ -23,31 +21,7 @@ pub async fn create(
     caller: Caller,
     ApiJson(mut body): ApiJson<CreateTenant>,
 ) -> Result<Created<Tenant>, ApiError> {
-    let owner = if caller.role == Role::Operator {
-        None
-    } else {
-        let principal = caller
-            .principal
-            .as_ref()
-            .filter(|principal| principal.bounds.self_service)
-            .ok_or_else(|| {
-                ApiError::forbidden("tenants are created by the operator or through self-service")
-            })?;
-        if !principal.bounds.allows(&body.slug) {
-            return Err(ApiError::new(
-                ErrorCode::TenantNotAllowed,
-                "this issuer may not name a tenant with that slug",
-            ));
-        }
-        if let Some(settings) = &body.settings {
-            check_adjustable(settings)?;
-        }
-        body.kind = ward_types::TenantKind::Organization;
-        Some((
-            principal.owner.clone(),
-            principal.bounds.self_service_max_tenants,
-        ))
-    };
+    let owner = caller.may_create(&mut body)?;
     let registry = state.registry.clone();
     blocking(move || {
         Ok(Created(registry.create_owned_tenant(
@@ -57,24 +31,6 @@ pub async fn create(
         )?))
     })
     .await
-}
-
-/// Refuses settings a tenant's own admins may not set.
-fn check_adjustable(settings: &serde_json::Map<String, serde_json::Value>) -> Result<(), ApiError> {
-    match settings
-        .keys()
-        .find(|key| !TENANT_ADJUSTABLE_SETTINGS.contains(&key.as_str()))
-    {
-        Some(field) => Err(ApiError::new(
-            ErrorCode::SettingNotAdjustable,
-            format!(
-                "`{}` is set by the operator; a tenant adjusts only {}",
-                crate::registry::clip(field),
-                TENANT_ADJUSTABLE_SETTINGS.join(", ")
-            ),
-        )),
-        None => Ok(()),
-    }
 }
 
 /// Change the caller's own tenant: its name and the settings a tenant
@@ -88,10 +44,7 @@ pub async fn update_own(
     caller: Caller,
     ApiJson(body): ApiJson<UpdateTenant>,
 ) -> Result<axum::Json<Tenant>, ApiError> {
-    let tenant = caller.admin_scope()?.key().to_string();
-    if let Some(settings) = &body.settings {
-        check_adjustable(settings)?;
-    }
+    let tenant = caller.may_adjust(body.settings.as_ref())?.key().to_string();
     update_tenant(state, caller, tenant, body).await
 }
 
@@ -116,64 +69,7 @@ async fn update_tenant(
 /// each: a tenant switcher's data.
 #[utoipa::path(get, path = "/v1/me", tag = TAG, responses((status = 200, body = Me)))]
 pub async fn me(State(state): State<AppState>, caller: Caller) -> axum::Json<Me> {
-    let (actor, _) = crate::audit::split_actor(&caller.actor);
-    let registry = &state.registry;
-    let mine = |tenant: Tenant, roles: Vec<String>| MyTenant {
-        id: tenant.id,
-        slug: tenant.slug,
-        name: tenant.name,
-        roles,
-    };
-    let mut tenants: Vec<MyTenant> = Vec::new();
-    match &caller.principal {
-        Some(principal) => {
-            for (named, roles) in &principal.memberships {
-                let roles: Vec<String> = roles
-                    .iter()
-                    .filter(|role| matches!(role.as_str(), "admin" | "authorize"))
-                    .cloned()
-                    .collect();
-                if let Ok(tenant) = registry.get_tenant(named)
-                    && principal.bounds.allows(&tenant.slug)
-                    && !roles.is_empty()
-                {
-                    tenants.push(mine(tenant, roles));
-                }
-            }
-            if principal.bounds.self_service {
-                for tenant in registry.list_tenants() {
-                    if tenant.owner.as_ref() == Some(&principal.owner)
-                        && !tenants.iter().any(|t| t.id == tenant.id)
-                    {
-                        tenants.push(mine(
-                            tenant,
-                            vec![String::from("owner"), String::from("admin")],
-                        ));
-                    }
-                }
-            }
-        }
-        None if caller.role != Role::Operator => {
-            if let Some(tenant) = caller
-                .tenant
-                .as_ref()
-                .and_then(|id| registry.get_tenant(id).ok())
-            {
-                let role = if caller.role == Role::Admin {
-                    "admin"
-                } else {
-                    "authorize"
-                };
-                tenants.push(mine(tenant, vec![role.to_string()]));
-            }
-        }
-        None => {}
-    }
-    axum::Json(Me {
-        actor: actor.to_string(),
-        operator: caller.role == Role::Operator,
-        tenants,
-    })
+    axum::Json(state.auth.me(&caller))
 }
 
 /// List every tenant, whatever its status.
@@ -261,25 +157,9 @@ pub async fn delete(
 ) -> Result<NoContent, ApiError> {
     let registry = state.registry.clone();
     blocking(move || {
-        // The operator, or the user who created it through self-service;
-        // anyone else learns nothing, not even whether it exists.
-        let target = if caller.role == Role::Operator {
-            registry.get_tenant(&tenant)?
-        } else {
-            registry
-                .get_tenant(&tenant)
-                .ok()
-                .filter(|target| {
-                    caller.principal.as_ref().is_some_and(|principal| {
-                        principal.bounds.self_service
-                            && target.owner.as_ref() == Some(&principal.owner)
-                    })
-                })
-                .ok_or_else(|| {
-                    ApiError::forbidden("this route is for the operator or the tenant's owner")
-                })?
-        };
-        registry.delete_tenant(&target.id, &caller.actor)?;
+        let found = registry.get_tenant(&tenant);
+        caller.may_delete(found.as_ref().ok())?;
+        registry.delete_tenant(&found?.id, &caller.actor)?;
         Ok(NoContent)
     })
     .await
