@@ -112,3 +112,101 @@ fn every_configuration_in_operations_md_is_accepted() {
         }
     }
 }
+
+/// docs/ARCHITECTURE.md: the modules of the server library depend on each
+/// other in layers, never in a circle: neither the top-level rooms nor the
+/// files of one room. Every `crate::a::b` and `super::x` path outside
+/// comments and unit tests names a module.
+#[test]
+fn the_server_library_has_no_module_cycles() {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/src");
+    let mut files = Vec::new();
+    let mut pending = vec![src.clone()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|ext| ext == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let name_of = |path: &Path| {
+        let relative = path.strip_prefix(&src).unwrap().with_extension("");
+        let name = relative.to_string_lossy().replace('/', "::");
+        name.strip_suffix("::mod")
+            .map(str::to_string)
+            .unwrap_or(name)
+    };
+    let modules: BTreeSet<String> = files.iter().map(|path| name_of(path)).collect();
+    let longest_module = |path: &str| {
+        let parts: Vec<&str> = path.split("::").collect();
+        (1..=parts.len())
+            .rev()
+            .map(|n| parts[..n].join("::"))
+            .find(|candidate| modules.contains(candidate))
+    };
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for path in &files {
+        let module = name_of(path);
+        if module == "lib" {
+            continue;
+        }
+        let text = std::fs::read_to_string(path).unwrap();
+        // Unit tests may reach anywhere; comments name without depending.
+        let text = text.split("#[cfg(test)]\nmod tests {").next().unwrap();
+        let text: String = text
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let parent = module.rsplit_once("::").map(|(parent, _)| parent);
+        let mut named = Vec::new();
+        for (prefix, base) in [("crate::", None), ("super::", parent)] {
+            for (at, _) in text.match_indices(prefix) {
+                let rest: String = text[at + prefix.len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_' || *c == ':')
+                    .collect();
+                let path = rest.trim_end_matches(':');
+                named.push(match base {
+                    Some(base) => format!("{base}::{path}"),
+                    None if prefix == "super::" => path.to_string(),
+                    None => path.to_string(),
+                });
+            }
+        }
+        for path in named {
+            let Some(target) = longest_module(&path) else {
+                continue;
+            };
+            // Compared where the two part: `registry::names` naming
+            // `api::decide` is `registry` depending on `api`; siblings
+            // are compared as themselves. A module and its own
+            // descendants or ancestors are one room.
+            let (from, to): (Vec<&str>, Vec<&str>) =
+                (module.split("::").collect(), target.split("::").collect());
+            let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+            if common < from.len() && common < to.len() {
+                let from = from[..=common].join("::");
+                let to = to[..=common].join("::");
+                edges.entry(from).or_default().insert(to);
+            }
+        }
+    }
+    // A cycle is a module that reaches itself.
+    for start in edges.keys() {
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<&String> = edges[start].iter().collect();
+        while let Some(next) = stack.pop() {
+            assert_ne!(next, start, "`{start}` depends on itself through {seen:?}");
+            if seen.insert(next.clone()) {
+                stack.extend(edges.get(next).into_iter().flatten());
+            }
+        }
+    }
+    assert!(edges.len() > 10, "the graph was read: {edges:?}");
+}
