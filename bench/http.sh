@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Ward over HTTP on loopback, from a load generator in a second process
-# (issue 7, targets 2 and 5): throughput beside a trivial axum handler,
-# 100-item batches, p99 at half load, and a ~1 MiB policy upload while
-# another tenant keeps deciding. Prints each figure and its ratio.
+# Ward over HTTP on loopback, from a load generator in a second process:
+# throughput beside a trivial axum handler, 100-item batches, p99 at half
+# load, and a ~1 MiB policy upload while another tenant keeps deciding.
+# Prints each figure and its ratio.
 #
 #   bench/http.sh                  # throughput and upload (about 1 minute)
 #   bench/http.sh noisy            # the noisy-neighbour rounds (about 2 minutes)

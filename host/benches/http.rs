@@ -135,6 +135,11 @@ fn main() {
 
         println!("== authorize throughput, 16 clients, {RUN:?} each");
         let mut rates = Vec::new();
+        // Each server serves until the process ends, so its data
+        // directory must live as long: one whose files were deleted under
+        // it fails its writes, and sled's lock shared by every store of
+        // the process can then stall the next server.
+        let mut servers = Vec::new();
         for (name, mode) in [
             ("batched", Durability::Batched),
             ("sync", Durability::Sync),
@@ -144,6 +149,7 @@ fn main() {
             let rate = throughput(&server, &key, 16).await;
             println!("audit {name:<8} {rate:>9.0} decisions/s");
             rates.push(rate);
+            servers.push(server);
         }
         println!("sync / batched = {:.2}", rates[1] / rates[0]);
 

@@ -166,10 +166,13 @@ impl Evaluate for Sandboxed {
             .registry
             .compiled(policy.entry)
             .map_err(|err| err.to_string())?;
-        let key = format!("{:?}/{}@{}", policy.scope, policy.name, policy.version);
+        // The chosen entry identifies the policy version within a call:
+        // the call's snapshot holds every entry it chose, and an entry
+        // is replaced, never changed, when its policy is.
+        let key = std::ptr::from_ref(policy.entry) as u64;
         Ok(self
             .sandbox
-            .evaluate_in(batch, &key, &compiled, request, limits, data, slice))
+            .evaluate_in(batch, key, &compiled, request, limits, data, slice))
     }
 
     fn finish(&self, batch: Batch) {

@@ -147,7 +147,7 @@ pub struct Batch {
 
 /// A store and instance kept for the next item of a batch.
 struct Live {
-    key: String,
+    key: u64,
     policy: Arc<LoadedPolicy>,
     tenant: String,
     limits: SandboxLimits,
@@ -167,7 +167,7 @@ type Kept = (
 impl Live {
     fn fits(
         &self,
-        key: &str,
+        key: u64,
         policy: &Arc<LoadedPolicy>,
         tenant: &Tenant,
         limits: &SandboxLimits,
@@ -232,7 +232,7 @@ impl Sandbox {
 
     /// Like [`Sandbox::evaluate_within`], for one item of a batch call:
     /// consecutive items of `batch` that run the same policy (the same
-    /// `policy_key`, the caller's name for a policy version, and the same
+    /// `policy_key`, the caller's identity for a policy version, and the same
     /// loaded module, for the same tenant, under the same limits) share
     /// one instance, made for the first of them, so that a batch pays
     /// instantiation once. Fuel, deadline and log budget are
@@ -242,7 +242,7 @@ impl Sandbox {
     pub fn evaluate_in<'r>(
         &self,
         batch: &mut Batch,
-        policy_key: &str,
+        policy_key: u64,
         policy: &Arc<LoadedPolicy>,
         request: impl Into<RequestView<'r>>,
         limits: &SandboxLimits,
@@ -270,7 +270,7 @@ impl Sandbox {
             deadline < full,
         );
         batch.live = kept.map(|(store, stdio, instance, evaluate)| Live {
-            key: policy_key.to_string(),
+            key: policy_key,
             policy: Arc::clone(policy),
             tenant: request.tenant.id.clone(),
             limits: limits.clone(),
