@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::server::TestServer;
+use crate::server::{Body, OPERATOR, TestServer};
 use crate::support::guest;
 
 /// Every policy and guest of `plugins/` that Ward accepts, with the config
@@ -44,6 +44,18 @@ fn comparable(answer: &Value) -> Value {
 async fn batch_decides_as_single_calls(inline: bool) {
     let server = TestServer::start_with(&format!("[http]\ninline_decisions = {inline}\n")).await;
     let (_, admin, authorize) = server.tenant("acme").await;
+    // The spinning guest runs to its tenant's timeout in every item.
+    let short = json!({"settings": {"sandbox": {"timeout_ms": 20}}});
+    let patched = server
+        .call(
+            "PATCH",
+            "/v1/tenants/acme",
+            Some(OPERATOR),
+            None,
+            Body::Json(short),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
     for (name, config) in POLICIES {
         if name != "permissions" {
             let uploaded = server
