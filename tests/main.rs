@@ -8,6 +8,7 @@ mod authzen;
 mod batch;
 mod cli;
 mod client;
+mod cluster;
 mod conformance;
 mod docs;
 mod files;
@@ -16,6 +17,8 @@ mod identity;
 mod limits;
 #[path = "../host/plugins_build.rs"]
 mod plugins_build;
+#[path = "../host/testing/postgres.rs"]
+mod postgres;
 mod sandbox;
 mod scale;
 mod server;

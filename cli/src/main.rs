@@ -42,6 +42,10 @@ enum Command {
         /// TOML config file (flags win over it).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// A shared store for several replicas (`postgres://…`) instead
+        /// of the embedded one [config: store.url].
+        #[arg(long, env = "WARD_STORE_URL")]
+        store: Option<String>,
     },
     /// Tenants (operator token).
     #[command(subcommand)]
@@ -89,7 +93,8 @@ fn main() -> ExitCode {
             listen,
             data_dir,
             config,
-        } => serve(listen, data_dir, config).map(|()| ExitCode::SUCCESS),
+            store,
+        } => serve(listen, data_dir, config, store).map(|()| ExitCode::SUCCESS),
         Command::Tenant(command) => cli::run(&cli.remote, |c| cli::tenant(c, command)),
         Command::Key(command) => cli::run(&cli.remote, |c| cli::key(c, command)),
         Command::Agent(command) => cli::run(&cli.remote, |c| cli::agent(c, command)),
@@ -134,6 +139,7 @@ fn serve(
     listen: Option<std::net::SocketAddr>,
     data_dir: Option<PathBuf>,
     config: Option<PathBuf>,
+    store: Option<String>,
 ) -> anyhow::Result<()> {
     let mut config = match config {
         Some(path) => Config::from_file(&path)?,
@@ -144,6 +150,9 @@ fn serve(
     }
     if let Some(data_dir) = data_dir {
         config.data_dir = data_dir;
+    }
+    if let Some(url) = store {
+        config.store.url = Some(url);
     }
     let env_token = std::env::var("WARD_ADMIN_TOKEN").ok();
     let ward = Ward::open(&config, env_token.as_deref())?;
@@ -159,7 +168,12 @@ fn serve(
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), "ward is serving");
+        let store = config
+            .store
+            .url
+            .as_deref()
+            .map_or_else(|| String::from("embedded"), ward::store::postgres::redacted);
+        tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), %store, "ward is serving");
         ward.serve(listener, shutdown_signal()).await.context("server failed")
     });
     // Requests still blocked after the grace period are not waited for.

@@ -67,6 +67,8 @@ pub struct AppState {
     pub upload_limit: usize,
     /// Whether `/metrics` labels series by tenant.
     pub tenant_labels: bool,
+    /// How long a request with `Ward-Min-Revision` waits for it.
+    pub min_revision_wait: Duration,
 }
 
 /// A 201 answer with a JSON body.
@@ -204,6 +206,7 @@ pub fn router(state: AppState) -> Router {
     )
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
+    .layer(middleware::from_fn_with_state(state.clone(), revisions))
     .layer(middleware::from_fn(head::limit_head))
     .layer(middleware::from_fn(head::json_errors))
     .layer(middleware::from_fn_with_state(
@@ -226,6 +229,59 @@ async fn method_not_allowed() -> ApiError {
 
 /// Header carrying the request's id, accepted from the caller or made up.
 pub const REQUEST_ID: &str = "x-request-id";
+/// Response header: the store revision whose changes are all in force on
+/// the replica that answered (for a write: at least the write's own).
+pub const REVISION: &str = "ward-revision";
+/// Request header: answer only once this replica has applied this
+/// revision (a client reading its own writes through any replica).
+pub const MIN_REVISION: &str = "ward-min-revision";
+
+/// Holds a request with `Ward-Min-Revision` until the replica has applied
+/// that revision (at most `min_revision_wait`, then 503
+/// `revision_unavailable`), and tells every answer's revision.
+async fn revisions(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(value) = request.headers().get(MIN_REVISION) {
+        let wanted = value
+            .to_str()
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok());
+        let Some(wanted) = wanted else {
+            return ApiError::new(
+                ErrorCode::InvalidRequest,
+                "Ward-Min-Revision must be a revision number (an unsigned integer)",
+            )
+            .into_response();
+        };
+        if !state
+            .registry
+            .wait_for_revision(wanted, state.min_revision_wait)
+            .await
+        {
+            let applied = state.registry.applied_revision();
+            let mut response = ApiError::new(
+                ErrorCode::RevisionUnavailable,
+                format!(
+                    "this replica has applied revision {applied}, not yet {wanted}; \
+                     try again"
+                ),
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(REVISION, HeaderValue::from(applied));
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(1));
+            return response;
+        }
+    }
+    let mut response = next.run(request).await;
+    let applied = state.registry.applied_revision();
+    response
+        .headers_mut()
+        .insert(REVISION, HeaderValue::from(applied));
+    response
+}
 
 /// Per request: an id (echoed), a tracing span, and a deadline.
 async fn request_context(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -24,8 +24,10 @@ use writer::{AuditWriter, WriterConfig};
 pub const MAX_PAGE: usize = 1000;
 const DEFAULT_PAGE: usize = 100;
 /// Chunks read from the store at a time (each holds up to
-/// [`chunk::MAX_ENTRIES`] entries).
+/// [`chunk::MAX_ENTRIES`] entries)...
 const SCAN_CHUNKS: usize = 8;
+/// ...or, on a shared store, where each holds one entry.
+const SCAN_SHARED: usize = 256;
 const DAY_MS: u64 = 86_400_000;
 /// Chunks deleted with one store write when pruning.
 const PRUNE_CHUNKS: usize = 256;
@@ -274,11 +276,16 @@ impl AuditLog {
         let prefix = scope_prefix(scope);
         let mut before = below.as_ref().map(|id| scoped_key(scope, id));
         let mut entries = Vec::new();
+        let scan = if self.store.shared() {
+            SCAN_SHARED
+        } else {
+            SCAN_CHUNKS
+        };
         loop {
-            let chunks =
-                self.store
-                    .scan_rev(Kind::Audit, &prefix, before.as_deref(), SCAN_CHUNKS)?;
-            let exhausted = chunks.len() < SCAN_CHUNKS;
+            let chunks = self
+                .store
+                .scan_rev(Kind::Audit, &prefix, before.as_deref(), scan)?;
+            let exhausted = chunks.len() < scan;
             for (key, bytes) in chunks {
                 let held = self.readable_chunk(&key, &bytes).unwrap_or_default();
                 for entry in held.into_iter().rev() {

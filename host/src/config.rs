@@ -57,6 +57,9 @@ pub struct Config {
     pub audit: AuditSection,
     /// What `/metrics` shows.
     pub metrics: MetricsSection,
+    /// Where records are kept: the embedded store under `data_dir`, or a
+    /// shared database.
+    pub store: StoreSection,
     /// How the server logs to stderr (`--log-format` wins over it).
     pub log_format: LogFormat,
 }
@@ -83,7 +86,42 @@ impl Default for Config {
             sandbox: SandboxSection::default(),
             audit: AuditSection::default(),
             metrics: MetricsSection::default(),
+            store: StoreSection::default(),
             log_format: LogFormat::default(),
+        }
+    }
+}
+
+/// The store section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// `postgres://user:password@host:port/database` for the shared store
+    /// that several replicas run on; unset, the embedded store under
+    /// `data_dir`. `--store` and `WARD_STORE_URL` win over it.
+    pub url: Option<String>,
+    /// How often a replica reads the shared store's change log, at most
+    /// [`MAX_FOLLOW_INTERVAL_MS`].
+    pub follow_interval_ms: u64,
+    /// How long a request with `Ward-Min-Revision` waits for this replica
+    /// to apply that revision before it is answered 503.
+    pub min_revision_wait_ms: u64,
+    /// How often a replica writes its usage counts and reads the other
+    /// replicas' (shared store only).
+    pub usage_sync_ms: u64,
+}
+
+/// The slowest a replica may follow the change log: a write must be in
+/// force everywhere within a second.
+pub const MAX_FOLLOW_INTERVAL_MS: u64 = 500;
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            url: None,
+            follow_interval_ms: 100,
+            min_revision_wait_ms: 2000,
+            usage_sync_ms: 1000,
         }
     }
 }
@@ -157,6 +195,29 @@ impl Config {
         }
         for issuer in &self.auth.jwt {
             issuer.check()?;
+        }
+        if let Some(url) = &self.store.url
+            && !crate::store::postgres::is_postgres_url(url)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "store.url must be a postgres:// URL, not `{}`",
+                crate::store::postgres::redacted(url)
+            )));
+        }
+        if !(10..=MAX_FOLLOW_INTERVAL_MS).contains(&self.store.follow_interval_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "store.follow_interval_ms must be between 10 and {MAX_FOLLOW_INTERVAL_MS}"
+            )));
+        }
+        if self.store.min_revision_wait_ms > 60_000 {
+            return Err(ConfigError::Invalid(String::from(
+                "store.min_revision_wait_ms must be at most 60000",
+            )));
+        }
+        if !(100..=10_000).contains(&self.store.usage_sync_ms) {
+            return Err(ConfigError::Invalid(String::from(
+                "store.usage_sync_ms must be between 100 and 10000",
+            )));
         }
         if let Some(header) = &self.auth.operator_tenant_header
             && axum::http::HeaderName::from_bytes(header.as_bytes()).is_err()

@@ -66,3 +66,35 @@ fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
 fn tighten(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
+
+/// This replica's id, kept in `dir` so that a restarted replica is the
+/// same replica: its usage row and its audit journal stay its own. Made
+/// on first use.
+pub fn replica_id(dir: &Path) -> io::Result<String> {
+    let path = dir.join("replica-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let id = text.trim();
+            let valid = !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if valid {
+                return Ok(id.to_string());
+            }
+            Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("`{}` does not hold a replica id", path.display()),
+            ))
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            let id = format!("r-{}", crate::ids::next_ulid().to_string().to_lowercase());
+            let temporary = dir.join("replica-id.new");
+            std::fs::write(&temporary, format!("{id}\n"))?;
+            std::fs::rename(&temporary, &path)?;
+            Ok(id)
+        }
+        Err(err) => Err(err),
+    }
+}

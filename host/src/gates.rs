@@ -4,10 +4,18 @@
 //! (`max_decisions_per_month`, counted per calendar month in UTC and
 //! persisted). Each tenant has its own state: one tenant's traffic never
 //! contends with another's.
+//!
+//! On a store several replicas share, each replica keeps its own monthly
+//! count (`tenant/YYYY-MM/<replica>`) and reads the others' every
+//! `usage_sync_ms`; the monthly budget is handed out to replicas in leases
+//! (see [`Gates::over_budget`]), so it holds for the tenant as a whole. The
+//! token bucket of each replica refills at the tenant's rate divided by
+//! the replicas alive, so the tenant's rate holds across the cluster when
+//! the load balancer spreads its calls evenly.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
@@ -141,6 +149,17 @@ pub struct TenantGate {
     in_flight: AtomicU32,
     month: AtomicU32,
     month_decisions: AtomicU64,
+    /// Other replicas' decisions this month, as of the last sync.
+    others: AtomicU64,
+    /// Decisions of the monthly budget this replica has claimed and not
+    /// yet admitted (shared store only); below zero while a claim is on
+    /// its way.
+    lease: Arc<AtomicI64>,
+    /// A claim is on its way.
+    claiming: Arc<AtomicBool>,
+    /// The budget at which a claim found the tenant's month spent
+    /// (`u64::MAX`: not spent).
+    spent_at: Arc<AtomicU64>,
     persisted: AtomicU64,
     episode: [AtomicBool; 3],
     /// Decisions by outcome since start: allow, deny, policy error.
@@ -191,7 +210,16 @@ pub struct Gates {
     shards: Box<[ArcSwap<GateMap>]>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    /// This replica's id on a shared store.
+    replica: OnceLock<String>,
+    /// Replicas alive as last seen (at least this one).
+    live_replicas: AtomicU32,
 }
+
+/// `Kind::Meta` key prefix of each replica's last heartbeat.
+const HEARTBEAT_PREFIX: &str = "replica/";
+/// A replica not heard from for this many syncs is no longer counted.
+const SYNCS_UNTIL_GONE: u64 = 3;
 
 impl Gates {
     /// Gates whose monthly counts live in `store`, timed by `clock`.
@@ -202,7 +230,90 @@ impl Gates {
                 .collect(),
             store,
             clock,
+            replica: OnceLock::new(),
+            live_replicas: AtomicU32::new(1),
         }
+    }
+
+    /// Names this replica (on a shared store, before the first decision).
+    pub fn set_replica(&self, id: &str) {
+        let _ = self.replica.set(id.to_string());
+    }
+
+    /// This replica's id: the one set, or one made up for this process.
+    pub fn replica(&self) -> &str {
+        self.replica
+            .get_or_init(|| format!("p-{}", crate::ids::next_ulid().to_string().to_lowercase()))
+    }
+
+    /// The key of this replica's count of `tenant`'s decisions in `month`.
+    fn own_usage_key(&self, tenant: &str, month: u32) -> String {
+        let key = usage_key(tenant, month);
+        if self.store.shared() {
+            format!("{key}/{}", self.replica())
+        } else {
+            key
+        }
+    }
+
+    /// The decisions of `tenant` in `month` counted by other replicas.
+    fn others_count(&self, tenant: &str, month: u32) -> u64 {
+        if !self.store.shared() {
+            return 0;
+        }
+        let own = self.own_usage_key(tenant, month);
+        let rows = match self.store.scan(Kind::Usage, &usage_key(tenant, month)) {
+            Ok(rows) => rows,
+            Err(err) => {
+                tracing::warn!(%err, tenant, "cannot read other replicas' usage");
+                return 0;
+            }
+        };
+        rows.iter()
+            .filter(|(key, _)| *key != own)
+            .filter_map(|(_, bytes)| store::decode::<MonthRecord>(bytes).ok())
+            .map(|record| record.decisions)
+            .sum()
+    }
+
+    /// Replicas alive as last seen.
+    pub fn live_replicas(&self) -> u32 {
+        self.live_replicas.load(Ordering::Relaxed).max(1)
+    }
+
+    /// On a shared store: notes that this replica is alive, counts the
+    /// replicas alive, and reads the other replicas' counts of every
+    /// tenant this one serves. `sync_ms` is how often it is called.
+    pub fn sync_cluster(&self, sync_ms: u64) -> Result<(), StoreError> {
+        if !self.store.shared() {
+            return Ok(());
+        }
+        let now = self.clock.now_ms();
+        let heartbeat = format!("{HEARTBEAT_PREFIX}{}", self.replica());
+        self.store.write(vec![Write::Put {
+            kind: Kind::Meta,
+            key: heartbeat,
+            value: now.to_string().into_bytes(),
+        }])?;
+        let alive = self
+            .store
+            .scan(Kind::Meta, HEARTBEAT_PREFIX)?
+            .iter()
+            .filter_map(|(_, value)| std::str::from_utf8(value).ok()?.parse::<u64>().ok())
+            .filter(|seen| now.saturating_sub(*seen) <= SYNCS_UNTIL_GONE * sync_ms)
+            .count();
+        self.live_replicas.store(
+            u32::try_from(alive).unwrap_or(u32::MAX).max(1),
+            Ordering::Relaxed,
+        );
+        let month = month_of(now);
+        for (tenant, gate) in self.all() {
+            if gate.month.load(Ordering::Acquire) == month {
+                gate.others
+                    .store(self.others_count(&tenant, month), Ordering::Release);
+            }
+        }
+        Ok(())
     }
 
     fn shard(&self, tenant: &str) -> &ArcSwap<GateMap> {
@@ -227,12 +338,13 @@ impl Gates {
         let count = store::get_json::<MonthRecord>(
             self.store.as_ref(),
             Kind::Usage,
-            &usage_key(tenant, month),
+            &self.own_usage_key(tenant, month),
         )
         .ok()
         .flatten()
         .unwrap_or_default()
         .decisions;
+        let others = self.others_count(tenant, month);
         let fresh = Arc::new(TenantGate {
             bucket: Mutex::new(Bucket {
                 tokens: f64::INFINITY,
@@ -241,6 +353,10 @@ impl Gates {
             in_flight: AtomicU32::new(0),
             month: AtomicU32::new(month),
             month_decisions: AtomicU64::new(count),
+            others: AtomicU64::new(others),
+            lease: Arc::new(AtomicI64::new(0)),
+            claiming: Arc::new(AtomicBool::new(false)),
+            spent_at: Arc::new(AtomicU64::new(u64::MAX)),
             persisted: AtomicU64::new(count),
             episode: Default::default(),
             outcomes: Default::default(),
@@ -281,17 +397,15 @@ impl Gates {
         let month = month_of(now);
         if gate.month.swap(month, Ordering::AcqRel) != month {
             gate.month_decisions.store(0, Ordering::Release);
+            gate.others.store(0, Ordering::Release);
+            gate.lease.store(0, Ordering::Release);
+            gate.spent_at.store(u64::MAX, Ordering::Release);
             gate.persisted.store(u64::MAX, Ordering::Release);
         }
         if let Some(max) = settings.max_decisions_per_month
-            && gate.month_decisions.load(Ordering::Acquire) + u64::from(decisions) > max
+            && let Some(retry_after_secs) = self.over_budget(tenant, &gate, max, decisions, now)
         {
-            let next = start_of_next_month(now);
-            return Err(refuse(
-                Refused::BudgetExhausted,
-                max,
-                (next - now).div_ceil(1000),
-            ));
+            return Err(refuse(Refused::BudgetExhausted, max, retry_after_secs));
         }
 
         let running = gate.in_flight.fetch_add(1, Ordering::AcqRel);
@@ -308,8 +422,10 @@ impl Gates {
         };
 
         {
-            let rate = f64::from(settings.rate_limit_per_sec);
-            let burst = f64::from(settings.burst);
+            // This replica's share of the tenant's rate and burst.
+            let replicas = f64::from(self.live_replicas());
+            let rate = f64::from(settings.rate_limit_per_sec) / replicas;
+            let burst = (f64::from(settings.burst) / replicas).ceil().max(1.0);
             let mut bucket = gate.bucket.lock().unwrap_or_else(PoisonError::into_inner);
             let elapsed = now.saturating_sub(bucket.last_ms) as f64 / 1000.0;
             bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
@@ -335,6 +451,92 @@ impl Gates {
         Ok(permit)
     }
 
+    /// Whether `decisions` more would pass the monthly budget `max`; if so,
+    /// when to try again.
+    ///
+    /// On a shared store the budget is handed out in leases: each replica
+    /// claims a few decisions at a time from a counter in the store (one
+    /// transaction, [`Store::take`]) and admits from its lease. A claim is
+    /// made in the background once half the lease is used, so a decision
+    /// never waits for the database; a replica whose lease runs dry before
+    /// the claim returns admits on credit, which the claim pays back. Once
+    /// a claim finds the month spent, the replica admits what its lease
+    /// still holds and then refuses. The tenant as a whole thus admits its
+    /// budget, plus at most what each replica admitted on credit while its
+    /// last claim was on its way.
+    fn over_budget(
+        &self,
+        tenant: &str,
+        gate: &TenantGate,
+        max: u64,
+        decisions: u32,
+        now: u64,
+    ) -> Option<u64> {
+        let own = gate.month_decisions.load(Ordering::Acquire);
+        let others = gate.others.load(Ordering::Acquire);
+        let wanted = u64::from(decisions);
+        let until_next_month = (start_of_next_month(now) - now).div_ceil(1000);
+        if own + others + wanted > max {
+            return Some(until_next_month);
+        }
+        if !self.store.shared() {
+            return None;
+        }
+        let wanted = i64::from(decisions);
+        let spent_at = gate.spent_at.load(Ordering::Acquire);
+        if spent_at != u64::MAX && spent_at < max {
+            // The budget was raised since: claim again.
+            gate.spent_at.store(u64::MAX, Ordering::Release);
+        } else if spent_at != u64::MAX {
+            let taken = gate
+                .lease
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                    (left >= wanted).then_some(left - wanted)
+                });
+            return taken.is_err().then_some(until_next_month);
+        }
+        let left = gate.lease.fetch_sub(wanted, Ordering::AcqRel) - wanted;
+        let lease = lease_size(max, self.live_replicas());
+        if left < (lease / 2) as i64 && !gate.claiming.swap(true, Ordering::AcqRel) {
+            self.claim(tenant, gate, max, lease);
+        }
+        None
+    }
+
+    /// Claims the next lease of `tenant`'s monthly budget on a thread of
+    /// its own (the caller is deciding, and never waits for the store).
+    fn claim(&self, tenant: &str, gate: &TenantGate, max: u64, lease: u64) {
+        let store = Arc::clone(&self.store);
+        let (left, claiming, spent_at) = (
+            Arc::clone(&gate.lease),
+            Arc::clone(&gate.claiming),
+            Arc::clone(&gate.spent_at),
+        );
+        let key = claims_key(tenant, gate.month.load(Ordering::Acquire));
+        let spawned = std::thread::Builder::new()
+            .name(String::from("ward-budget-claim"))
+            .spawn(move || {
+                let owed = u64::try_from(-left.load(Ordering::Acquire)).unwrap_or(0);
+                let want = lease + owed;
+                match store.take(Kind::Usage, &key, want, max) {
+                    Ok(granted) => {
+                        left.fetch_add(
+                            i64::try_from(granted).unwrap_or(i64::MAX),
+                            Ordering::AcqRel,
+                        );
+                        if granted < want {
+                            spent_at.store(max, Ordering::Release);
+                        }
+                    }
+                    Err(err) => tracing::warn!(%err, "cannot claim a lease of a monthly budget"),
+                }
+                claiming.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            gate.claiming.store(false, Ordering::Release);
+        }
+    }
+
     /// A permit that counts nothing (decisions that need no admission).
     pub fn unlimited() -> Permit {
         Permit { gate: None }
@@ -351,9 +553,9 @@ impl Gates {
         let now = self.clock.now_ms();
         let month = month_of(now);
         let decisions = if gate.month.load(Ordering::Acquire) == month {
-            gate.month_decisions.load(Ordering::Acquire)
+            gate.month_decisions.load(Ordering::Acquire) + self.others_count(tenant, month)
         } else {
-            0
+            self.others_count(tenant, month)
         };
         ward_types::Usage {
             month: format!("{:04}-{:02}", month / 100, month % 100),
@@ -380,7 +582,7 @@ impl Gates {
                 if gate.persisted.swap(count, Ordering::AcqRel) == count {
                     continue;
                 }
-                let key = usage_key(tenant, gate.month.load(Ordering::Acquire));
+                let key = self.own_usage_key(tenant, gate.month.load(Ordering::Acquire));
                 writes.push(Write::put_json(
                     Kind::Usage,
                     key,
@@ -421,6 +623,21 @@ impl Gates {
     pub fn refusal_codes() -> [ward_types::ErrorCode; 3] {
         Refused::ALL.map(Refused::code)
     }
+}
+
+/// Decisions one replica claims of a budget at a time: a tenth of its
+/// share, between 1 and 1,000.
+fn lease_size(max: u64, replicas: u32) -> u64 {
+    (max / (10 * u64::from(replicas.max(1)))).clamp(1, 1_000)
+}
+
+/// The key of the cluster's count of `tenant`'s budget claimed in `month`
+/// (not under the month's usage prefix: it counts claims, not decisions).
+fn claims_key(tenant: &str, month: u32) -> String {
+    scoped_key(
+        tenant,
+        &format!("claims/{:04}-{:02}", month / 100, month % 100),
+    )
 }
 
 fn usage_key(tenant: &str, month: u32) -> String {

@@ -7,6 +7,7 @@
 
 mod agents;
 mod data;
+mod follow;
 mod index;
 pub mod keys;
 mod names;
@@ -20,6 +21,7 @@ pub use policies::BUILTIN_POLICY;
 pub(crate) use resolve::Scopes;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -142,6 +144,28 @@ pub struct Registry {
     global: ArcSwap<Objects>,
     directory: ArcSwap<Directory>,
     write_lock: Mutex<()>,
+    /// The store revision the indexes hold, as writers see them (changed
+    /// only under `write_lock`).
+    head: AtomicU64,
+    /// The revision every change up to which is in force for decisions:
+    /// `head` once the write that moved it has published its indexes.
+    applied: tokio::sync::watch::Sender<u64>,
+}
+
+/// Held by a management write: this process's write lock, and the
+/// store's cluster-wide one when several processes share the store. The
+/// revisions it committed are announced when it is dropped, once their
+/// indexes are published.
+pub(crate) struct WriteGuard<'a> {
+    registry: &'a Registry,
+    _cluster: Option<Box<dyn store::WriteLock>>,
+    _local: MutexGuard<'a, ()>,
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        self.registry.announce();
+    }
 }
 
 impl Registry {
@@ -181,9 +205,18 @@ impl Registry {
             global: ArcSwap::from_pointee(Objects::default()),
             directory: ArcSwap::from_pointee(Directory::default()),
             write_lock: Mutex::new(()),
+            head: AtomicU64::new(0),
+            applied: tokio::sync::watch::Sender::new(0),
         };
+        {
+            let _local = registry.lock_local();
+            registry.load_all()?;
+        }
+        registry.announce();
+        // After the load: tenants being deleted are already gone from it
+        // (their tenant records go first), and the sweep takes the
+        // cluster's write lock, which needs the indexes current.
         registry.finish_pending_deletes()?;
-        registry.load()?;
         Ok(registry)
     }
 
@@ -222,18 +255,99 @@ impl Registry {
         Ok(removed)
     }
 
-    fn lock(&self) -> MutexGuard<'_, ()> {
+    /// [`Registry::prune_audit`], if `holder` holds the cluster's prune
+    /// lease for the next `every_ms` (always, on a store one process
+    /// opens): retention is pruned once per cluster, not once per replica.
+    pub fn prune_audit_once(&self, holder: &str, every_ms: u64) -> Result<Option<usize>> {
+        let now = self.gates.clock().now_ms();
+        // Held a little longer than the interval, so that the holder renews
+        // it before another replica may take it.
+        if !self
+            .store
+            .lease("audit-prune", holder, now, every_ms + every_ms / 2)?
+        {
+            return Ok(None);
+        }
+        self.prune_audit().map(Some)
+    }
+
+    fn lock_local(&self) -> MutexGuard<'_, ()> {
         self.write_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn load(&self) -> Result<()> {
+    /// Takes the write locks for a management write, and brings the
+    /// indexes up to the store's revision first when other processes
+    /// write it too: the checks a write makes (names taken, quotas,
+    /// versions) then see every committed change, as in one process.
+    fn lock(&self) -> Result<WriteGuard<'_>> {
+        let local = self.lock_local();
+        let cluster = self.store.lock_writes()?;
+        if cluster.is_some() {
+            self.catch_up()?;
+        }
+        Ok(WriteGuard {
+            registry: self,
+            _cluster: cluster,
+            _local: local,
+        })
+    }
+
+    /// Stores `writes` as the next revision (write lock held): a change
+    /// other replicas apply. The revision is in force once the guard is
+    /// dropped.
+    fn commit(&self, writes: Vec<store::Write>) -> Result<u64> {
+        let scopes = follow::touched(&writes);
+        let expected = self.head.load(Ordering::Acquire);
+        let revision = self.store.commit(expected, writes, &scopes)?;
+        self.head.store(revision, Ordering::Release);
+        Ok(revision)
+    }
+
+    /// Makes `head` the applied revision, waking whoever waits for it.
+    fn announce(&self) {
+        let head = self.head.load(Ordering::Acquire);
+        self.applied.send_if_modified(|applied| {
+            let newer = head > *applied;
+            if newer {
+                *applied = head;
+            }
+            newer
+        });
+    }
+
+    /// The revision whose changes are all in force here.
+    pub fn applied_revision(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// Waits until the applied revision reaches `revision`, at most
+    /// `limit`; whether it did.
+    pub async fn wait_for_revision(&self, revision: u64, limit: std::time::Duration) -> bool {
+        let mut watch = self.applied.subscribe();
+        tokio::time::timeout(limit, watch.wait_for(|applied| *applied >= revision))
+            .await
+            .is_ok_and(|seen| seen.is_ok())
+    }
+
+    /// Loads every index from the store, as of its current revision
+    /// (write lock held).
+    fn load_all(&self) -> Result<()> {
+        let revision = self.store.revision()?;
+        self.load()?;
+        self.keys.reload_all()?;
+        self.head.store(revision, Ordering::Release);
+        Ok(())
+    }
+
+    /// Every scope's objects whose keys start with `prefix`, by scope.
+    fn read_objects(&self, prefix: &str) -> Result<HashMap<String, Objects>> {
         let mut scopes: HashMap<String, Objects> = HashMap::new();
         // A record that does not decode is set aside (store::set_aside):
         // one tenant's unreadable record never stops the start.
         let store = self.store.as_ref();
-        for (key, bytes) in store.scan(Kind::Agent, "")? {
+        for (key, bytes) in store.scan(Kind::Agent, prefix)? {
             let Some(agent) = decode_or_set_aside::<Agent>(store, Kind::Agent, &key, &bytes) else {
                 continue;
             };
@@ -244,7 +358,7 @@ impl Registry {
                 .agents
                 .insert(agent.name.clone(), Arc::new(AgentEntry::new(agent)));
         }
-        for (key, bytes) in store.scan(Kind::Policy, "")? {
+        for (key, bytes) in store.scan(Kind::Policy, prefix)? {
             let Some(info) = decode_or_set_aside::<PolicyInfo>(store, Kind::Policy, &key, &bytes)
             else {
                 continue;
@@ -255,7 +369,7 @@ impl Registry {
                 .policies
                 .insert(info.name.clone(), Arc::new(PolicyEntry::new(info)));
         }
-        for (key, bytes) in store.scan(Kind::Data, "")? {
+        for (key, bytes) in store.scan(Kind::Data, prefix)? {
             let Some(doc) = decode_or_set_aside::<DataDocument>(store, Kind::Data, &key, &bytes)
             else {
                 continue;
@@ -265,6 +379,12 @@ impl Registry {
             index.data_bytes += entry.json.len() as u64;
             index.data.insert(entry.doc.key.clone(), Arc::new(entry));
         }
+        Ok(scopes)
+    }
+
+    fn load(&self) -> Result<()> {
+        let mut scopes = self.read_objects("")?;
+        let store = self.store.as_ref();
 
         let mut directory = Directory::default();
         for (key, bytes) in store.scan(Kind::Tenant, "")? {

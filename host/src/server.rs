@@ -18,7 +18,7 @@ use crate::gates::Gates;
 use crate::registry::keys::ApiKeys;
 use crate::registry::{Registry, RegistryError};
 use crate::sandbox::{Sandbox, SandboxError};
-use crate::store::{SledStore, Store, StoreError};
+use crate::store::{PostgresStore, SledStore, Store, StoreError};
 
 /// Why Ward could not start.
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +166,7 @@ impl Parts {
 pub struct Ward {
     state: AppState,
     prune_interval: Duration,
+    store_section: crate::config::StoreSection,
     /// The operator token generated on this first start, to show once.
     pub generated_operator_token: Option<String>,
 }
@@ -193,14 +194,12 @@ impl Ward {
             dir: config.data_dir.display().to_string(),
             source,
         })?;
-        let store_dir = config.data_dir.join("db");
-        let store: Arc<dyn Store> =
-            Arc::new(
-                SledStore::open(&store_dir).map_err(|source| StartError::Store {
-                    dir: store_dir.display().to_string(),
-                    source,
-                })?,
-            );
+        let store = open_store(config)?;
+        let replica =
+            crate::datadir::replica_id(&config.data_dir).map_err(|source| StartError::DataDir {
+                dir: config.data_dir.display().to_string(),
+                source,
+            })?;
         let sandbox = Arc::new(Sandbox::new(config.sandbox_config())?);
         let journal = config.data_dir.join("audit.journal");
         let audit = Arc::new(
@@ -216,6 +215,7 @@ impl Ward {
             refusal_delay: Duration::from_millis(config.http.refusal_delay_ms),
         };
         let parts = Parts::assemble(Arc::clone(&store), sandbox, audit, clock, schedule, threads)?;
+        parts.gates.set_replica(&replica);
         let jwt = JwtVerifier::new(&config.auth.jwt)?;
         let (operator_hash, generated) = auth::operator_token(
             env_operator_token,
@@ -244,25 +244,31 @@ impl Ward {
                 http: Arc::new(config.http.clone()),
                 upload_limit: config.sandbox.max_module_bytes.saturating_add(1024),
                 tenant_labels: config.metrics.tenant_labels,
+                min_revision_wait: Duration::from_millis(config.store.min_revision_wait_ms),
             },
             prune_interval: Duration::from_secs(config.audit.prune_interval_secs.max(1)),
+            store_section: config.store.clone(),
             generated_operator_token: generated,
         })
     }
 
-    /// Background upkeep: monthly counts written every second, audit
-    /// entries past retention pruned every `prune_interval`.
+    /// Background upkeep: monthly counts written every second (and, on a
+    /// shared store, the other replicas' read every `usage_sync_ms`), audit
+    /// entries past retention pruned every `prune_interval` by one replica
+    /// of the cluster.
     fn start_maintenance(&self) -> tokio::task::JoinHandle<()> {
         let (registry, gates) = (
             Arc::clone(&self.state.registry),
             Arc::clone(&self.state.gates),
         );
         let prune_every = self.prune_interval;
+        let sync_every = Duration::from_millis(self.store_section.usage_sync_ms);
+        let tick = sync_every.min(Duration::from_secs(1));
         tokio::spawn(async move {
             let mut since_prune = Duration::ZERO;
             loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                since_prune += Duration::from_secs(1);
+                tokio::time::sleep(tick).await;
+                since_prune += tick;
                 let prune = since_prune >= prune_every;
                 if prune {
                     since_prune = Duration::ZERO;
@@ -272,10 +278,14 @@ impl Ward {
                     if let Err(err) = gates.persist() {
                         tracing::warn!(%err, "could not persist usage counters");
                     }
+                    if let Err(err) = gates.sync_cluster(sync_every.as_millis() as u64) {
+                        tracing::warn!(%err, "could not read the other replicas' usage");
+                    }
                     if prune {
-                        match registry.prune_audit() {
-                            Ok(0) => {}
-                            Ok(removed) => {
+                        let every_ms = prune_every.as_millis() as u64;
+                        match registry.prune_audit_once(gates.replica(), every_ms) {
+                            Ok(None | Some(0)) => {}
+                            Ok(Some(removed)) => {
                                 tracing::info!(removed, "pruned audit entries past retention")
                             }
                             Err(err) => tracing::warn!(%err, "could not prune the audit log"),
@@ -285,6 +295,35 @@ impl Ward {
                 .await;
             }
         })
+    }
+
+    /// On a shared store: applies other replicas' changes every
+    /// `follow_interval_ms`.
+    fn start_follower(&self) -> Option<tokio::task::JoinHandle<()>> {
+        if !self.state.store.shared() {
+            return None;
+        }
+        let registry = Arc::clone(&self.state.registry);
+        let every = Duration::from_millis(self.store_section.follow_interval_ms);
+        Some(tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                tokio::time::sleep(every).await;
+                let registry = Arc::clone(&registry);
+                let followed = tokio::task::spawn_blocking(move || registry.follow()).await;
+                match followed {
+                    Ok(Ok(())) => failing = false,
+                    Ok(Err(err)) => {
+                        // Once per episode: the database may be down a while.
+                        if !failing {
+                            tracing::error!(%err, "cannot follow the store's change log");
+                        }
+                        failing = true;
+                    }
+                    Err(err) => tracing::error!(%err, "the change-log follower failed"),
+                }
+            }
+        }))
     }
 
     /// The API router.
@@ -309,8 +348,12 @@ impl Ward {
             .attach(tokio::runtime::Handle::current());
         let router = self.router();
         let maintenance = self.start_maintenance();
+        let follower = self.start_follower();
         serve_http1(listener, router, shutdown).await;
         maintenance.abort();
+        if let Some(follower) = follower {
+            follower.abort();
+        }
         let (store, audit, gates) = (
             Arc::clone(&self.state.store),
             Arc::clone(&self.state.audit),
@@ -336,6 +379,24 @@ impl Ward {
         tracing::info!("stopped; store flushed");
         Ok(())
     }
+}
+
+/// The store `config` names: the shared database of `store.url`, or the
+/// embedded store under the data directory.
+fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    if let Some(url) = &config.store.url {
+        let store = PostgresStore::open(url).map_err(|source| StartError::Store {
+            dir: crate::store::postgres::redacted(url),
+            source,
+        })?;
+        return Ok(Arc::new(store));
+    }
+    let store_dir = config.data_dir.join("db");
+    let store = SledStore::open(&store_dir).map_err(|source| StartError::Store {
+        dir: store_dir.display().to_string(),
+        source,
+    })?;
+    Ok(Arc::new(store))
 }
 
 /// Answers HTTP/1.1 on every connection `listener` accepts until `shutdown`

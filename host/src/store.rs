@@ -1,17 +1,26 @@
-//! Persistence behind a small trait, so that a shared database can back
-//! several Ward replicas later; [`SledStore`] is the embedded default.
+//! Persistence behind a small trait: [`SledStore`] is the embedded
+//! default, [`PostgresStore`] the shared store that several Ward replicas
+//! run on.
 //!
 //! Records are grouped by [`Kind`]. Keys of scoped kinds start with the
 //! scope (`global` or a tenant id) and a `/`, so one tenant's records of a
 //! kind are one key range.
+//!
+//! Management writes go through [`Store::commit`]: each one bumps the
+//! store's revision and records which scopes it changed, in the same
+//! atomic write. Replicas follow that change log ([`Store::changes`]) to
+//! keep their in-memory indexes current.
 
+pub mod copy;
+pub mod postgres;
 pub mod set_aside;
 mod sled;
 
+pub use self::postgres::PostgresStore;
 pub use self::sled::SledStore;
 
 /// Kinds of record: one tree (or table) each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     /// `tenant id` → tenant record.
     Tenant,
@@ -42,11 +51,15 @@ pub enum Kind {
     /// `kind/key` → a record that could not be read, moved out of the way
     /// (see [`set_aside`]).
     SetAside,
+    /// `tenant id/key id` → when the key was last used (ms, decimal). Kept
+    /// apart from the key record so that noting a use can never bring a
+    /// revoked key back.
+    KeyUse,
 }
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Tenant,
         Kind::Slug,
         Kind::Agent,
@@ -61,6 +74,7 @@ impl Kind {
         Kind::Meta,
         Kind::PendingDelete,
         Kind::SetAside,
+        Kind::KeyUse,
     ];
 
     /// Kinds whose keys start with a scope.
@@ -89,6 +103,7 @@ impl Kind {
             Kind::Meta => "meta",
             Kind::PendingDelete => "pending_deletes",
             Kind::SetAside => "set_aside",
+            Kind::KeyUse => "key_uses",
         }
     }
 
@@ -160,7 +175,30 @@ pub enum StoreError {
     /// A stored record could not be read back.
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
+    /// A commit expected a revision the store has moved past: another
+    /// writer committed in between.
+    #[error("the store is at revision {actual}, not the expected {expected}")]
+    Conflict {
+        /// The revision the writer had applied.
+        expected: u64,
+        /// The store's revision.
+        actual: u64,
+    },
 }
+
+/// One committed management write: its revision and the scopes (`global`
+/// or tenant ids) whose records it changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The store's revision after it.
+    pub revision: u64,
+    /// What it changed.
+    pub scopes: Vec<String>,
+}
+
+/// Holds the store's cluster-wide write lock while alive (see
+/// [`Store::lock_writes`]).
+pub trait WriteLock: Send {}
 
 /// Result alias for storage calls.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -197,6 +235,57 @@ pub trait Store: Send + Sync {
 
     /// Makes every earlier write durable.
     fn flush(&self) -> Result<()>;
+
+    /// Applies `writes` atomically and durably as the next revision, if
+    /// the store is still at revision `expected`; records `scopes` as what
+    /// it changed. Returns the new revision, or [`StoreError::Conflict`].
+    fn commit(&self, expected: u64, writes: Vec<Write>, scopes: &[String]) -> Result<u64>;
+
+    /// The revision of the last commit (0 before any).
+    fn revision(&self) -> Result<u64>;
+
+    /// Up to `limit` commits after revision `after`, oldest first; `None`
+    /// when the log no longer reaches back that far (the reader must load
+    /// everything again).
+    fn changes(&self, after: u64, limit: usize) -> Result<Option<Vec<Change>>>;
+
+    /// Takes the lock that serializes management writes across every
+    /// process sharing the store, waiting for it; `None` when only this
+    /// process writes (the caller's own lock suffices).
+    fn lock_writes(&self) -> Result<Option<Box<dyn WriteLock>>>;
+
+    /// Whether `holder` holds (or now takes) the lease `name` until
+    /// `now_ms + ttl_ms`: for work one replica of a cluster does at a
+    /// time, such as pruning. Always true on a store only one process
+    /// opens.
+    fn lease(&self, name: &str, holder: &str, now_ms: u64, ttl_ms: u64) -> Result<bool>;
+
+    /// Adds up to `want` to the counter kept as a decimal in record
+    /// (`kind`, `key`), never taking it past `limit`, in one atomic step
+    /// across every process sharing the store; returns how much it added.
+    fn take(&self, kind: Kind, key: &str, want: u64, limit: u64) -> Result<u64>;
+
+    /// Whether several processes share this store (each then keeps its
+    /// own usage counts and one audit record per entry).
+    fn shared(&self) -> bool {
+        false
+    }
+}
+
+/// A counter record's value (see [`Store::take`]); 0 when absent.
+pub fn counter_value(bytes: Option<&[u8]>) -> Result<u64> {
+    match bytes {
+        None => Ok(0),
+        Some(bytes) => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .ok_or_else(|| StoreError::Corrupt(String::from("a counter record"))),
+    }
+}
+
+/// How much a counter at `current` may grow towards `want` under `limit`.
+pub fn grant(current: u64, want: u64, limit: u64) -> u64 {
+    want.min(limit.saturating_sub(current))
 }
 
 /// Reads a JSON record.

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use ward::store::{Kind, Result, Store, Write};
+use ward::store::{Change, Kind, Result, Store, Write, WriteLock};
 
 /// `inner` as the audit log's store, every audit write dropped. Give it
 /// to the audit log only: its flushes do nothing.
@@ -57,5 +57,29 @@ impl Store for AuditOff {
     /// Nothing to make durable: only the audit log writes through here.
     fn flush(&self) -> Result<()> {
         Ok(())
+    }
+
+    fn commit(&self, expected: u64, writes: Vec<Write>, scopes: &[String]) -> Result<u64> {
+        self.0.commit(expected, writes, scopes)
+    }
+
+    fn revision(&self) -> Result<u64> {
+        self.0.revision()
+    }
+
+    fn changes(&self, after: u64, limit: usize) -> Result<Option<Vec<Change>>> {
+        self.0.changes(after, limit)
+    }
+
+    fn lock_writes(&self) -> Result<Option<Box<dyn WriteLock>>> {
+        self.0.lock_writes()
+    }
+
+    fn lease(&self, name: &str, holder: &str, now_ms: u64, ttl_ms: u64) -> Result<bool> {
+        self.0.lease(name, holder, now_ms, ttl_ms)
+    }
+
+    fn take(&self, kind: Kind, key: &str, want: u64, limit: u64) -> Result<u64> {
+        self.0.take(kind, key, want, limit)
     }
 }

@@ -55,9 +55,11 @@ pub fn status_of(code: &ErrorCode) -> StatusCode {
             StatusCode::TOO_MANY_REQUESTS
         }
         ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        ErrorCode::AuditBehind | ErrorCode::Busy | ErrorCode::Timeout | ErrorCode::Unavailable => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        ErrorCode::AuditBehind
+        | ErrorCode::Busy
+        | ErrorCode::RevisionUnavailable
+        | ErrorCode::Timeout
+        | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Internal | ErrorCode::Other(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -308,8 +308,23 @@ impl Worker {
     /// that reached the writer after a newer one of its scope was stored
     /// (its caller was slow between taking its id and queueing it) joins
     /// the chunk whose range holds it.
+    ///
+    /// On a store several replicas share, every entry is a record of its
+    /// own, keyed by its id: replicas write a scope's log at once, so no
+    /// chunk may span ids another replica writes between, and shipping
+    /// an entry twice (from the journal, after a crash) stores it once.
     fn chunks(&mut self, scopes: &HashMap<String, Entries>) -> Result<Vec<Write>, StoreError> {
         let mut writes = Vec::new();
+        if self.store.shared() {
+            for (scope, entries) in scopes {
+                writes.extend(entries.iter().map(|(id, value)| Write::Put {
+                    kind: Kind::Audit,
+                    key: scoped_key(scope, id),
+                    value: value.clone(),
+                }));
+            }
+            return Ok(writes);
+        }
         for (scope, entries) in scopes {
             let newest = self.newest_of(scope)?;
             let late = entries.partition_point(|(id, _)| newest.as_ref().is_some_and(|n| id <= n));

@@ -52,7 +52,7 @@ impl Registry {
             )));
         }
 
-        let _guard = self.lock();
+        let _guard = self.lock()?;
         let mut index = self.scope_index(scope)?;
         let existing = index.agents.get(name).map(|entry| entry.agent.created_at);
         if existing.is_none() {
@@ -75,7 +75,7 @@ impl Registry {
             created_at: existing.unwrap_or(now),
             updated_at: now,
         };
-        self.store.write(vec![Write::put_json(
+        self.commit(vec![Write::put_json(
             Kind::Agent,
             scoped_key(scope.key(), name),
             &agent,
@@ -117,7 +117,7 @@ impl Registry {
 
     /// Deletes agent `name` from `scope`.
     pub fn delete_agent(&self, scope: &ScopeId, name: &str, actor: &str) -> Result<()> {
-        let _guard = self.lock();
+        let _guard = self.lock()?;
         let mut index = self.scope_index(scope)?;
         let in_global = self.global_index().agents.contains_key(name);
         self.check_owned(
@@ -127,7 +127,7 @@ impl Registry {
             "agent",
             name,
         )?;
-        self.store.write(vec![Write::delete(
+        self.commit(vec![Write::delete(
             Kind::Agent,
             scoped_key(scope.key(), name),
         )])?;

@@ -42,7 +42,7 @@ impl Registry {
         }
         let settings = self.settings_of(scope)?;
 
-        let _guard = self.lock();
+        let _guard = self.lock()?;
         let mut index = self.scope_index(scope)?;
         let replaced = index
             .data
@@ -67,7 +67,7 @@ impl Registry {
             value,
             updated_at: Timestamp::now(),
         };
-        self.store.write(vec![Write::put_json(
+        self.commit(vec![Write::put_json(
             Kind::Data,
             scoped_key(scope.key(), key),
             &doc,
@@ -98,7 +98,7 @@ impl Registry {
 
     /// Deletes document `key` from `scope`.
     pub fn delete_data(&self, scope: &ScopeId, key: &str, actor: &str) -> Result<()> {
-        let _guard = self.lock();
+        let _guard = self.lock()?;
         let mut index = self.scope_index(scope)?;
         let in_global = self.global_index().data.contains_key(key);
         self.check_owned(
@@ -108,7 +108,7 @@ impl Registry {
             "data document",
             key,
         )?;
-        self.store.write(vec![Write::delete(
+        self.commit(vec![Write::delete(
             Kind::Data,
             scoped_key(scope.key(), key),
         )])?;

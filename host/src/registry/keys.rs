@@ -80,6 +80,14 @@ impl ApiKeys {
     /// Loads every key from the store.
     pub fn load(store: Arc<dyn Store>) -> Result<Self, StoreError> {
         let mut by_hash = HashMap::new();
+        let uses: HashMap<String, u64> = store
+            .scan(Kind::KeyUse, "")?
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let ms = std::str::from_utf8(&value).ok()?.parse().ok()?;
+                Some((key, ms))
+            })
+            .collect();
         for (key, bytes) in store.scan(Kind::ApiKey, "")? {
             // An unreadable key record is set aside: that key stops working,
             // every other still does.
@@ -91,6 +99,12 @@ impl ApiKeys {
             ) else {
                 continue;
             };
+            let mut record = record;
+            if let Some(&used) = uses.get(&key)
+                && record.last_used_at.is_none_or(|at| at.millis() < used)
+            {
+                record.last_used_at = Some(Timestamp(used));
+            }
             by_hash.insert(record.hash.clone(), Arc::new(KeyEntry::new(record)));
         }
         Ok(ApiKeys {
@@ -99,13 +113,10 @@ impl ApiKeys {
         })
     }
 
-    /// Creates a key for `tenant_id`; returns it with its secret.
-    pub fn create(
-        &self,
-        tenant_id: &str,
-        name: &str,
-        role: KeyRole,
-    ) -> Result<(ApiKeyInfo, String), StoreError> {
+    /// A new key for `tenant_id` and its token, not yet stored: the
+    /// registry commits [`ApiKeys::stored_writes`] and then
+    /// [`ApiKeys::insert`]s it.
+    fn mint(tenant_id: &str, name: &str, role: KeyRole) -> (ApiKeyRecord, String) {
         let id = format!("key_{}", crate::ids::next_ulid());
         let mut secret = [0u8; 32];
         rand::rng().fill_bytes(&mut secret);
@@ -115,7 +126,7 @@ impl ApiKeys {
             hex::encode(secret)
         );
         let record = ApiKeyRecord {
-            id: id.clone(),
+            id,
             tenant_id: tenant_id.to_string(),
             name: name.to_string(),
             role,
@@ -123,14 +134,24 @@ impl ApiKeys {
             created_at: Timestamp::now(),
             last_used_at: None,
         };
-        self.store.write(vec![
-            Write::put_json(Kind::ApiKey, scoped_key(tenant_id, &id), &record)?,
+        (record, token)
+    }
+
+    /// The writes that store `record`.
+    fn stored_writes(record: &ApiKeyRecord) -> Result<Vec<Write>, StoreError> {
+        let key = scoped_key(&record.tenant_id, &record.id);
+        Ok(vec![
+            Write::put_json(Kind::ApiKey, key.clone(), record)?,
             Write::Put {
                 kind: Kind::ApiKeyHash,
                 key: record.hash.clone(),
-                value: scoped_key(tenant_id, &id).into_bytes(),
+                value: key.into_bytes(),
             },
-        ])?;
+        ])
+    }
+
+    /// Serves a stored key; its info.
+    fn insert(&self, record: ApiKeyRecord) -> ApiKeyInfo {
         let entry = Arc::new(KeyEntry::new(record));
         let info = entry.info();
         self.by_hash.rcu(|current| {
@@ -138,7 +159,7 @@ impl ApiKeys {
             next.insert(entry.record.hash.clone(), Arc::clone(&entry));
             next
         });
-        Ok((info, token))
+        info
     }
 
     /// The tenant's keys, oldest first.
@@ -154,28 +175,86 @@ impl ApiKeys {
         keys
     }
 
-    /// Revokes a key of `tenant_id` at once; `false` if the tenant has no
-    /// such key.
-    pub fn revoke(&self, tenant_id: &str, key_id: &str) -> Result<bool, StoreError> {
-        let Some(entry) = self
-            .by_hash
+    /// Key `key_id` of `tenant_id`, if it has one.
+    fn find(&self, tenant_id: &str, key_id: &str) -> Option<Arc<KeyEntry>> {
+        self.by_hash
             .load()
             .values()
             .find(|entry| entry.record.tenant_id == tenant_id && entry.record.id == key_id)
             .cloned()
-        else {
-            return Ok(false);
-        };
-        self.store.write(vec![
-            Write::delete(Kind::ApiKey, scoped_key(tenant_id, key_id)),
+    }
+
+    /// The writes that revoke `entry`.
+    fn revoke_writes(entry: &KeyEntry) -> Vec<Write> {
+        vec![
+            Write::delete(
+                Kind::ApiKey,
+                scoped_key(&entry.record.tenant_id, &entry.record.id),
+            ),
             Write::delete(Kind::ApiKeyHash, entry.record.hash.clone()),
-        ])?;
+            Write::delete(
+                Kind::KeyUse,
+                scoped_key(&entry.record.tenant_id, &entry.record.id),
+            ),
+        ]
+    }
+
+    /// Stops serving the key with this hash.
+    fn remove(&self, hash: &str) {
         self.by_hash.rcu(|current| {
             let mut next = (**current).clone();
-            next.remove(&entry.record.hash);
+            next.remove(hash);
             next
         });
-        Ok(true)
+    }
+
+    /// Serves every key as the store now has it (after this process fell
+    /// too far behind the change log to follow it).
+    pub(super) fn reload_all(&self) -> Result<(), StoreError> {
+        let fresh = Self::load(Arc::clone(&self.store))?;
+        let current = self.by_hash.load();
+        let next: HashMap<String, Arc<KeyEntry>> = fresh
+            .by_hash
+            .load()
+            .iter()
+            .map(|(hash, entry)| {
+                let kept = current.get(hash).cloned();
+                (hash.clone(), kept.unwrap_or_else(|| Arc::clone(entry)))
+            })
+            .collect();
+        self.by_hash.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// Serves tenant `tenant_id`'s keys as the store now has them: new
+    /// ones added, revoked ones (or every one, when the tenant is gone)
+    /// dropped. Another replica changed them.
+    pub(super) fn reload_tenant(&self, tenant_id: &str) -> Result<(), StoreError> {
+        let prefix = format!("{tenant_id}/");
+        let mut stored = HashMap::new();
+        for (key, bytes) in self.store.scan(Kind::ApiKey, &prefix)? {
+            if let Some(record) = store::set_aside::decode_or_set_aside::<ApiKeyRecord>(
+                self.store.as_ref(),
+                Kind::ApiKey,
+                &key,
+                &bytes,
+            ) {
+                stored.insert(record.hash.clone(), record);
+            }
+        }
+        self.by_hash.rcu(|current| {
+            let mut next = (**current).clone();
+            next.retain(|hash, entry| {
+                entry.record.tenant_id != tenant_id || stored.contains_key(hash)
+            });
+            for (hash, record) in &stored {
+                if !next.contains_key(hash) {
+                    next.insert(hash.clone(), Arc::new(KeyEntry::new(record.clone())));
+                }
+            }
+            next
+        });
+        Ok(())
     }
 
     /// The writes that make every key of tenant `tenant_id` stop working:
@@ -237,21 +316,15 @@ impl ApiKeys {
     }
 
     fn write_back(&self, entry: &KeyEntry, now: u64) {
-        let mut record = entry.record.clone();
-        record.last_used_at = Some(Timestamp(now));
-        let key = scoped_key(&record.tenant_id, &record.id);
-        // Only if the key still exists: a revoked key must not come back.
-        let result = self
-            .store
-            .get(Kind::ApiKey, &key)
-            .and_then(|existing| match existing {
-                Some(_) => {
-                    self.store
-                        .write_buffered(&[Write::put_json(Kind::ApiKey, key, &record)?])
-                }
-                None => Ok(()),
-            });
-        if let Err(err) = result {
+        // A record of its own: a use noted as the key is revoked elsewhere
+        // leaves a stray time, never a key that works again.
+        let key = scoped_key(&entry.record.tenant_id, &entry.record.id);
+        let write = Write::Put {
+            kind: Kind::KeyUse,
+            key,
+            value: now.to_string().into_bytes(),
+        };
+        if let Err(err) = self.store.write_buffered(&[write]) {
             tracing::warn!(%err, "could not record an API key's last use");
         }
     }
@@ -277,9 +350,11 @@ impl super::Registry {
                 "key name must be 1-200 characters without control characters",
             )));
         }
-        let _guard = self.lock();
+        let _guard = self.lock()?;
         let tenant_id = self.tenant_slot(tenant)?.view.load().record.id.clone();
-        let (key, secret) = self.keys.create(&tenant_id, name, role)?;
+        let (record, secret) = ApiKeys::mint(&tenant_id, name, role);
+        self.commit(ApiKeys::stored_writes(&record)?)?;
+        let key = self.keys.insert(record);
         self.audit
             .record_event(
                 &tenant_id,
@@ -300,11 +375,13 @@ impl super::Registry {
 
     /// Revokes key `key_id` of tenant `tenant` at once.
     pub fn revoke_key(&self, tenant: &str, key_id: &str, actor: &str) -> super::Result<()> {
-        let _guard = self.lock();
+        let _guard = self.lock()?;
         let tenant_id = self.tenant_slot(tenant)?.view.load().record.id.clone();
-        if !self.keys.revoke(&tenant_id, key_id)? {
+        let Some(entry) = self.keys.find(&tenant_id, key_id) else {
             return Err(super::RegistryError::not_found("API key", key_id));
-        }
+        };
+        self.commit(ApiKeys::revoke_writes(&entry))?;
+        self.keys.remove(&entry.record.hash);
         self.audit
             .record_event(
                 &tenant_id,

@@ -19,6 +19,15 @@ use crate::store::{self, Kind, Write, scoped_key};
 /// neither the agent nor the tenant names one.
 pub const BUILTIN_POLICY: &str = "permissions";
 
+/// How an upload is stored.
+#[derive(Clone, Copy)]
+struct Upload {
+    /// Make it the active version.
+    activate: bool,
+    /// Store nothing when it is the active version already.
+    unless_active: bool,
+}
+
 /// Versions one policy may keep; delete and re-upload to start over.
 pub const MAX_VERSIONS: usize = 100;
 /// Largest policy config, in bytes of JSON.
@@ -51,13 +60,19 @@ impl Registry {
         });
         let upgrade = current.is_none() || (active.as_ref() != Some(&shipped) && active == ours);
         if upgrade {
-            match self.upload_policy(
+            // Replicas starting together each decide to install it; the
+            // first one's version stands (see `unless_active`).
+            let result = self.store_policy(
                 &ScopeId::Global,
                 BUILTIN_POLICY,
                 PERMISSIONS_WASM,
-                true,
+                Upload {
+                    activate: true,
+                    unless_active: true,
+                },
                 "system",
-            ) {
+            );
+            match self.audit_quota(&ScopeId::Global, "system", BUILTIN_POLICY, result) {
                 Ok(_) => {}
                 Err(RegistryError::QuotaExceeded { message, .. }) => {
                     tracing::warn!(%message, "the builtin `permissions` policy was not updated");
@@ -88,7 +103,11 @@ impl Registry {
         activate: bool,
         actor: &str,
     ) -> Result<UploadedPolicy> {
-        let result = self.store_policy(scope, name, module, activate, actor);
+        let upload = Upload {
+            activate,
+            unless_active: false,
+        };
+        let result = self.store_policy(scope, name, module, upload, actor);
         self.audit_quota(scope, actor, name, result)
     }
 
@@ -97,9 +116,10 @@ impl Registry {
         scope: &ScopeId,
         name: &str,
         module: &[u8],
-        activate: bool,
+        upload: Upload,
         actor: &str,
     ) -> Result<UploadedPolicy> {
+        let activate = upload.activate;
         check_name("policy", name)?;
         let settings = self.settings_of(scope)?;
         let max_bytes = settings.as_ref().map_or(usize::MAX, |s| {
@@ -109,9 +129,21 @@ impl Registry {
         let compiled = self.sandbox.load(module, max_bytes)?;
         let sha256 = compiled.sha256().to_string();
 
-        let _guard = self.lock();
+        let _guard = self.lock()?;
         let mut index = self.scope_index(scope)?;
         let previous = index.policies.get(name).cloned();
+        if upload.unless_active
+            && let Some((version, active)) = previous.as_ref().and_then(|p| p.active())
+            && active == sha256
+        {
+            return Ok(UploadedPolicy {
+                name: name.to_string(),
+                version,
+                sha256,
+                size: module.len() as u64,
+                active: true,
+            });
+        }
         if previous.is_none() {
             check_count(
                 index.policies.len(),
@@ -164,7 +196,7 @@ impl Registry {
                 value: module.to_vec(),
             });
         }
-        self.store.write(writes)?;
+        self.commit(writes)?;
 
         let entry = PolicyEntry::new(info);
         if activate {
@@ -191,7 +223,7 @@ impl Registry {
     /// through a double and run no Wasm.
     #[cfg(test)]
     pub(crate) fn put_policy_unchecked(&self, scope: &ScopeId, name: &str) -> Result<()> {
-        let _guard = self.lock();
+        let _guard = self.lock()?;
         let mut index = self.scope_index(scope)?;
         let now = Timestamp::now();
         let info = PolicyInfo {
@@ -263,7 +295,7 @@ impl Registry {
         kind: AuditKind,
         change: impl FnOnce(&mut PolicyInfo) -> Result<Value>,
     ) -> Result<PolicyInfo> {
-        let _guard = self.lock();
+        let _guard = self.lock()?;
         let mut index = self.scope_index(scope)?;
         let in_global = self.global_index().policies.contains_key(name);
         let previous = index.policies.get(name).cloned();
@@ -272,7 +304,7 @@ impl Registry {
         let mut info = previous.info.clone();
         let details = change(&mut info)?;
         info.updated_at = Timestamp::now();
-        self.store.write(vec![Write::put_json(
+        self.commit(vec![Write::put_json(
             Kind::Policy,
             scoped_key(scope.key(), name),
             &info,
@@ -311,7 +343,7 @@ impl Registry {
     /// Deletes policy `name` and every version of it; modules no other
     /// policy uses are deleted with their compiled code.
     pub fn delete_policy(&self, scope: &ScopeId, name: &str, actor: &str) -> Result<()> {
-        let _guard = self.lock();
+        let _guard = self.lock()?;
         let mut index = self.scope_index(scope)?;
         let in_global = self.global_index().policies.contains_key(name);
         self.check_owned(
@@ -332,7 +364,7 @@ impl Registry {
             .collect();
         let mut writes = vec![Write::delete(Kind::Policy, scoped_key(scope.key(), name))];
         let forgotten = self.release_modules(&shas, &mut writes)?;
-        self.store.write(writes)?;
+        self.commit(writes)?;
         for sha in forgotten {
             self.sandbox.forget(&sha);
         }

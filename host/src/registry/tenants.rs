@@ -34,7 +34,7 @@ impl Registry {
         let settings = self.effective_settings(&overrides)?;
         self.check_default_policy(&settings, None, None)?;
 
-        let _guard = self.lock();
+        let _guard = self.lock()?;
         if self.directory.load().by_slug.contains_key(&request.slug) {
             return Err(RegistryError::Conflict(format!(
                 "a tenant with slug `{}` exists",
@@ -72,7 +72,7 @@ impl Registry {
             updated_at: now,
             owner,
         };
-        self.store.write(vec![
+        self.commit(vec![
             Write::put_json(Kind::Tenant, record.id.clone(), &record)?,
             Write::Put {
                 kind: Kind::Slug,
@@ -135,7 +135,7 @@ impl Registry {
         if let Some(name) = &update.name {
             check_display_name(name)?;
         }
-        let _guard = self.lock();
+        let _guard = self.lock()?;
         let slot = self.tenant_slot(id_or_slug)?;
         let current = slot.view.load_full();
         let mut record = current.record.clone();
@@ -170,7 +170,7 @@ impl Registry {
         status: TenantStatus,
         actor: &str,
     ) -> Result<Tenant> {
-        let _guard = self.lock();
+        let _guard = self.lock()?;
         let slot = self.tenant_slot(id_or_slug)?;
         let current = slot.view.load_full();
         let mut record = current.record.clone();
@@ -197,7 +197,7 @@ impl Registry {
         details: Value,
     ) -> Result<Tenant> {
         record.updated_at = Timestamp::now();
-        self.store.write(vec![Write::put_json(
+        self.commit(vec![Write::put_json(
             Kind::Tenant,
             record.id.clone(),
             &record,
@@ -219,7 +219,7 @@ impl Registry {
     /// sweep of its records follows before this returns; if the process
     /// dies first, [`Registry::open`] finishes it.
     pub fn delete_tenant(&self, id_or_slug: &str, actor: &str) -> Result<()> {
-        let _guard = self.lock();
+        let _guard = self.lock()?;
         let slot = self.tenant_slot(id_or_slug)?;
         let record = slot.view.load().record.clone();
 
@@ -240,7 +240,7 @@ impl Registry {
             },
         ];
         tombstone.extend(self.keys.revoke_all_writes(&record.id)?);
-        self.store.write(tombstone)?;
+        self.commit(tombstone)?;
 
         let mut directory = (**self.directory.load()).clone();
         directory.by_id.remove(&record.id);
@@ -268,7 +268,7 @@ impl Registry {
     }
 
     pub(super) fn finish_pending_deletes(&self) -> Result<()> {
-        let _guard = self.lock();
+        let _guard = self.lock()?;
         for (tenant_id, _) in self.store.scan(Kind::PendingDelete, "")? {
             tracing::info!(tenant_id, "finishing an interrupted tenant delete");
             self.sweep_tenant(&tenant_id)?;
@@ -308,6 +308,7 @@ impl Registry {
             Kind::ApiKey,
             Kind::Usage,
             Kind::Audit,
+            Kind::KeyUse,
         ] {
             self.store.delete_prefix(kind, &prefix)?;
         }

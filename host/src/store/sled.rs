@@ -1,17 +1,30 @@
 //! The embedded store: one sled tree per [`Kind`], under `--data-dir`.
 
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Batch, Db, Transactional, Tree};
 
-use super::{Kind, Result, Store, StoreError, Write};
+use super::{Change, Kind, Result, Store, StoreError, Write, WriteLock};
 
 /// sled 0.34 under a directory.
 pub struct SledStore {
     db: Db,
     trees: Vec<Tree>,
+    /// Commits: big-endian revision → the scopes it changed, one a line.
+    changes: Tree,
+    /// Serializes commits, so that the revision check and the write are
+    /// one step.
+    commit_lock: Mutex<()>,
 }
+
+/// Commits kept in the change log. Only this process writes the store, so
+/// nothing reads far back; the log is kept for `ward store` and tests.
+const CHANGES_KEPT: u64 = 10_000;
+
+/// `Kind::Meta` key of the revision of the last commit.
+const REVISION_KEY: &str = "store/revision";
 
 fn backend(err: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(err.to_string())
@@ -47,7 +60,13 @@ impl SledStore {
             .map(|kind| db.open_tree(kind.name()))
             .collect::<sled::Result<Vec<_>>>()
             .map_err(backend)?;
-        Ok(SledStore { db, trees })
+        let changes = db.open_tree("changes").map_err(backend)?;
+        Ok(SledStore {
+            db,
+            trees,
+            changes,
+            commit_lock: Mutex::new(()),
+        })
     }
 
     /// A store in memory only, gone when dropped (for local tools such
@@ -193,5 +212,100 @@ impl Store for SledStore {
 
     fn flush(&self) -> Result<()> {
         self.db.flush().map(|_| ()).map_err(backend)
+    }
+
+    fn commit(&self, expected: u64, writes: Vec<Write>, scopes: &[String]) -> Result<u64> {
+        let _serial = self
+            .commit_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let actual = self.revision()?;
+        if actual != expected {
+            return Err(StoreError::Conflict { expected, actual });
+        }
+        let revision = actual + 1;
+        let mut all = writes;
+        all.push(Write::Put {
+            kind: Kind::Meta,
+            key: REVISION_KEY.to_string(),
+            value: revision.to_string().into_bytes(),
+        });
+        self.apply(&all)?;
+        self.changes
+            .insert(revision.to_be_bytes(), scopes.join("\n").into_bytes())
+            .map_err(backend)?;
+        if revision > CHANGES_KEPT {
+            self.changes
+                .remove((revision - CHANGES_KEPT).to_be_bytes())
+                .map_err(backend)?;
+        }
+        self.flush()?;
+        Ok(revision)
+    }
+
+    fn revision(&self) -> Result<u64> {
+        match self.get(Kind::Meta, REVISION_KEY)? {
+            None => Ok(0),
+            Some(bytes) => std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|text| text.parse().ok())
+                .ok_or_else(|| StoreError::Corrupt(String::from("the store revision"))),
+        }
+    }
+
+    fn changes(&self, after: u64, limit: usize) -> Result<Option<Vec<Change>>> {
+        let revision = self.revision()?;
+        if after >= revision {
+            return Ok(Some(Vec::new()));
+        }
+        let mut found = Vec::new();
+        for item in self.changes.range((after + 1).to_be_bytes()..).take(limit) {
+            let (key, value) = item.map_err(backend)?;
+            let number = <[u8; 8]>::try_from(key.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt(String::from("a change log key")))?;
+            let scopes = String::from_utf8_lossy(&value)
+                .split('\n')
+                .filter(|scope| !scope.is_empty())
+                .map(str::to_string)
+                .collect();
+            found.push(Change {
+                revision: number,
+                scopes,
+            });
+        }
+        // The log must start right after `after`, or it has been trimmed.
+        if found
+            .first()
+            .is_none_or(|first| first.revision != after + 1)
+        {
+            return Ok(None);
+        }
+        Ok(Some(found))
+    }
+
+    fn lock_writes(&self) -> Result<Option<Box<dyn WriteLock>>> {
+        Ok(None)
+    }
+
+    fn lease(&self, _name: &str, _holder: &str, _now_ms: u64, _ttl_ms: u64) -> Result<bool> {
+        Ok(true)
+    }
+
+    fn take(&self, kind: Kind, key: &str, want: u64, limit: u64) -> Result<u64> {
+        let _serial = self
+            .commit_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = super::counter_value(self.get(kind, key)?.as_deref())?;
+        let granted = super::grant(current, want, limit);
+        if granted > 0 {
+            self.write(vec![Write::Put {
+                kind,
+                key: key.to_string(),
+                value: (current + granted).to_string().into_bytes(),
+            }])?;
+        }
+        Ok(granted)
     }
 }

@@ -108,6 +108,9 @@ error_codes! {
     QuotaExceeded => "quota_exceeded",
     /// The tenant's rate limit is reached.
     RateLimited => "rate_limited",
+    /// `Ward-Min-Revision` names a revision this replica has not applied
+    /// within the wait; another replica, or a retry, may have it.
+    RevisionUnavailable => "revision_unavailable",
     /// A setting only the operator sets.
     SettingNotAdjustable => "setting_not_adjustable",
     /// A tenant header names a tenant the credential is not for.
