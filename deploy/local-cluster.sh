@@ -79,21 +79,8 @@ missing=()
 [[ -n $nginx_bin ]] || missing+=(nginx)
 if ((${#missing[@]})); then
     $is_root || die "missing ${missing[*]}: run 'sudo apt-get install ${missing[*]}' (Debian packages), or set WARD_PG_BIN"
-    say "Installing Debian packages: ${missing[*]} (apt-get)"
-    # Without a policy-rc.d, the packages would also start their system
-    # services (a PostgreSQL on 5432, nginx on 80); this script runs its
-    # own instances instead.
-    policy=/usr/sbin/policy-rc.d
-    added_policy=false
-    if [[ ! -e $policy ]]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy"
-        chmod 755 "$policy"
-        added_policy=true
-    fi
     installed=true
-    DEBIAN_FRONTEND=noninteractive apt-get update -q &&
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" || installed=false
-    if $added_policy; then rm -f "$policy"; fi
+    "$root_dir/deploy/apt-install.sh" "${missing[@]}" || installed=false
     $installed || die "apt-get install ${missing[*]} failed"
     pg_bin=$(find_pg_bin)
     nginx_bin=$(find_nginx)

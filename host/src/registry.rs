@@ -150,6 +150,9 @@ pub struct Registry {
     /// The revision every change up to which is in force for decisions:
     /// `head` once the write that moved it has published its indexes.
     applied: tokio::sync::watch::Sender<u64>,
+    /// When this process last knew it was current with the store's change
+    /// log (ms since the epoch).
+    followed_at_ms: AtomicU64,
 }
 
 /// Held by a management write: this process's write lock, and the
@@ -207,6 +210,7 @@ impl Registry {
             write_lock: Mutex::new(()),
             head: AtomicU64::new(0),
             applied: tokio::sync::watch::Sender::new(0),
+            followed_at_ms: AtomicU64::new(ward_types::Timestamp::now().millis()),
         };
         {
             let _local = registry.lock_local();

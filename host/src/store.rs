@@ -272,6 +272,19 @@ pub trait Store: Send + Sync {
     }
 }
 
+/// The smallest key above every key that starts with `prefix`; `None`
+/// when no key is (the prefix is all `0xFF`).
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 /// A counter record's value (see [`Store::take`]); 0 when absent.
 pub fn counter_value(bytes: Option<&[u8]>) -> Result<u64> {
     match bytes {

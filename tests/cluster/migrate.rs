@@ -36,6 +36,20 @@ async fn call(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// The bot reads a document.
+async fn decide(http: &reqwest::Client, base: &str, key: &str) -> (StatusCode, Value) {
+    let request = json!({"agent": "bot", "action": "read", "resource": "doc:1"});
+    call(
+        http,
+        base,
+        Method::POST,
+        "/v1/authorize",
+        key,
+        Some(request),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_embedded_installation_moves_into_the_shared_store_once() {
     // An installation on the embedded store, used a little.
@@ -103,15 +117,7 @@ async fn an_embedded_installation_moves_into_the_shared_store_once() {
     );
     let mut decided = Vec::new();
     for _ in 0..5 {
-        let (status, answer) = call(
-            &http,
-            &base,
-            Method::POST,
-            "/v1/authorize",
-            &key,
-            Some(json!({"agent": "bot", "action": "read", "resource": "doc:1"})),
-        )
-        .await;
+        let (status, answer) = decide(&http, &base, &key).await;
         assert_eq!(status, StatusCode::OK);
         decided.push(answer["decision_id"].as_str().unwrap().to_string());
     }
@@ -146,15 +152,7 @@ async fn an_embedded_installation_moves_into_the_shared_store_once() {
     // Replicas on the shared store serve all of it.
     let replica = super::Replica::start(tempfile::tempdir().unwrap(), &url, "");
     let base = replica.base.clone();
-    let (status, answer) = call(
-        &http,
-        &base,
-        Method::POST,
-        "/v1/authorize",
-        &key,
-        Some(json!({"agent": "bot", "action": "read", "resource": "doc:1"})),
-    )
-    .await;
+    let (status, answer) = decide(&http, &base, &key).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["decision"], true);
     assert_eq!(answer["policy"]["version"], 2);

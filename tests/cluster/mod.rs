@@ -126,6 +126,21 @@ impl Cluster {
             .await
     }
 
+    /// [`Cluster::call`] answered once `replica` has applied `revision`.
+    pub async fn call_at(
+        &self,
+        replica: usize,
+        revision: u64,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> Answer {
+        let headers = [("ward-min-revision", revision.to_string())];
+        self.call_with(replica, method, path, token, body, &headers)
+            .await
+    }
+
     pub async fn call_with(
         &self,
         replica: usize,
@@ -175,7 +190,8 @@ impl Cluster {
         self.key(0, slug).await
     }
 
-    /// A new admin key of tenant `slug`, made through `replica`.
+    /// A new admin key of tenant `slug`, made through `replica`, once every
+    /// replica knows it.
     pub async fn key(&self, replica: usize, slug: &str) -> String {
         let key = self
             .call(
@@ -187,7 +203,16 @@ impl Cluster {
             )
             .await;
         assert_eq!(key.status, StatusCode::CREATED, "{}", key.body);
-        key.body["secret"].as_str().unwrap().to_string()
+        let secret = key.body["secret"].as_str().unwrap().to_string();
+        // Known to every replica before the test goes on.
+        let revision = key.revision.unwrap();
+        for other in 0..self.replicas.len() {
+            let known = self
+                .call_at(other, revision, Method::GET, "/v1/usage", &secret, None)
+                .await;
+            assert_eq!(known.status, StatusCode::OK, "{}", known.body);
+        }
+        secret
     }
 }
 

@@ -88,22 +88,6 @@ async fn a_write_on_one_replica_is_in_force_on_the_others_within_a_second() {
                     .as_str()
                     .unwrap()
                     .to_string();
-                // Known to every replica first, so that what is measured
-                // is the revocation.
-                let revision = listed.revision.unwrap();
-                for observer in &observers {
-                    let seen = cluster
-                        .call_with(
-                            *observer,
-                            Method::GET,
-                            "/v1/usage",
-                            &doomed,
-                            None,
-                            &[("ward-min-revision", revision.to_string())],
-                        )
-                        .await;
-                    assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
-                }
                 let path = format!("/v1/keys/{newest}");
                 let revoked = cluster
                     .call(writer, Method::DELETE, &path, &key, None)
@@ -187,14 +171,7 @@ async fn a_client_reads_its_own_writes_through_any_replica() {
         assert_eq!(written.status, StatusCode::CREATED);
         let revision = written.revision.expect("a write tells its revision");
         let read = cluster
-            .call_with(
-                1,
-                Method::GET,
-                &name,
-                &key,
-                None,
-                &[("ward-min-revision", revision.to_string())],
-            )
+            .call_at(1, revision, Method::GET, &name, &key, None)
             .await;
         assert_eq!(read.status, StatusCode::OK, "round {round}: {}", read.body);
         assert!(read.revision.unwrap() >= revision);
@@ -318,14 +295,7 @@ async fn racing_writes_on_different_replicas_end_as_in_one_process() {
         .unwrap();
     for replica in 0..3 {
         let listed = cluster
-            .call_with(
-                replica,
-                Method::GET,
-                "/v1/agents",
-                &key,
-                None,
-                &[("ward-min-revision", revision.to_string())],
-            )
+            .call_at(replica, revision, Method::GET, "/v1/agents", &key, None)
             .await;
         let own = listed
             .body
@@ -392,13 +362,13 @@ async fn racing_writes_on_different_replicas_end_as_in_one_process() {
     let mut actives = HashSet::new();
     for replica in 0..3 {
         let policy = cluster
-            .call_with(
+            .call_at(
                 replica,
+                revision,
                 Method::GET,
                 "/v1/policies/active",
                 &key,
                 None,
-                &[("ward-min-revision", revision.to_string())],
             )
             .await
             .body;
@@ -510,15 +480,14 @@ async fn no_answered_decision_is_lost(durability: &str, window: Duration) {
     let put = cluster
         .call(0, Method::PUT, "/v1/agents/bot", &key, Some(&bot(true)))
         .await;
-    let revision = put.revision.unwrap().to_string();
     let ready = cluster
-        .call_with(
+        .call_at(
             0,
+            put.revision.unwrap(),
             Method::POST,
             DECIDE,
             &key,
             Some(&read_doc()),
-            &[("ward-min-revision", revision)],
         )
         .await;
     assert_eq!(ready.body["decision"], true);
@@ -621,14 +590,7 @@ async fn budgets_rate_limits_and_usage_hold_across_replicas() {
     let revision = put.revision.unwrap();
     for replica in 0..3 {
         let seen = cluster
-            .call_with(
-                replica,
-                Method::GET,
-                "/v1/agents/bot",
-                &key,
-                None,
-                &[("ward-min-revision", revision.to_string())],
-            )
+            .call_at(replica, revision, Method::GET, "/v1/agents/bot", &key, None)
             .await;
         assert_eq!(seen.status, StatusCode::OK);
     }
@@ -680,14 +642,7 @@ async fn budgets_rate_limits_and_usage_hold_across_replicas() {
     let revision = put.revision.unwrap();
     for replica in 0..3 {
         cluster
-            .call_with(
-                replica,
-                Method::GET,
-                "/v1/agents/bot",
-                &key,
-                None,
-                &[("ward-min-revision", revision.to_string())],
-            )
+            .call_at(replica, revision, Method::GET, "/v1/agents/bot", &key, None)
             .await;
     }
     let started = Instant::now();
@@ -720,14 +675,7 @@ async fn a_tenant_deleted_on_one_replica_loses_its_keys_on_the_others_within_a_s
             .unwrap();
         for replica in 1..3 {
             let works = cluster
-                .call_with(
-                    replica,
-                    Method::GET,
-                    "/v1/usage",
-                    &key,
-                    None,
-                    &[("ward-min-revision", revision.to_string())],
-                )
+                .call_at(replica, revision, Method::GET, "/v1/usage", &key, None)
                 .await;
             assert_eq!(works.status, StatusCode::OK);
         }

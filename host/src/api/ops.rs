@@ -14,10 +14,22 @@ pub async fn healthz() -> axum::Json<Status> {
     })
 }
 
+/// How long a replica of a shared store may go without reading the
+/// change log before `/readyz` says it is not ready.
+const FOLLOW_STALE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The store answers: ready for traffic.
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()), responses((status = 200, body = Status), (status = 500)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Status>, ApiError> {
     let (store, audit) = (state.store.clone(), state.audit.clone());
+    // A replica that cannot follow the shared store's change log may be
+    // serving revoked keys and deleted tenants: out of the pool with it.
+    if store.shared() && state.registry.behind_for() > FOLLOW_STALE {
+        return Err(ApiError::new(
+            ward_types::ErrorCode::Unavailable,
+            "this replica cannot follow the store's change log",
+        ));
+    }
     blocking(move || {
         store.get(Kind::Meta, "readiness-probe")?;
         // Behind on the audit log: answered decisions would pile up

@@ -38,9 +38,18 @@ impl Journal {
             let mut data = Vec::new();
             file.read_to_end(&mut data).map_err(io)?;
             let mut writes = Vec::new();
+            // Asked once a scope: on a shared store each is a round trip.
+            let mut alive_scopes = std::collections::HashMap::new();
             for (key, value) in records(&data) {
-                let scope = key.split('/').next().unwrap_or("");
-                let alive = scope == "global" || store.get(Kind::Tenant, scope)?.is_some();
+                let scope = key.split('/').next().unwrap_or("").to_string();
+                let alive = match alive_scopes.get(&scope) {
+                    Some(alive) => *alive,
+                    None => {
+                        let alive = scope == "global" || store.get(Kind::Tenant, &scope)?.is_some();
+                        alive_scopes.insert(scope, alive);
+                        alive
+                    }
+                };
                 if alive {
                     writes.push(Write::Put {
                         kind: Kind::Audit,

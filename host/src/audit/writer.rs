@@ -492,7 +492,7 @@ impl Worker {
     }
 
     /// Batched mode: gathers entries until the flush interval has passed,
-    /// the batch is full or someone waits for a flush. It polls the queue
+    /// the batch is full or someone waits for it. It polls the queue
     /// rather than waiting on it, so that callers never wake this thread
     /// once per entry (on a busy core that costs a context switch each).
     fn collect(&self, batch: &mut Vec<Item>) {
@@ -567,8 +567,14 @@ impl Worker {
     }
 }
 
+/// Whether a caller waits on one of `items` (a flush, or an entry that
+/// must be durable, such as a management event): its batch is written at
+/// once rather than at the end of the flush interval.
 fn has_barrier(items: &[Item]) -> bool {
-    items.iter().any(|item| matches!(item, Item::Barrier(_)))
+    items.iter().any(|item| match item {
+        Item::Barrier(_) => true,
+        Item::Entry { done, .. } => done.is_some(),
+    })
 }
 
 impl Drop for AuditWriter {

@@ -58,7 +58,19 @@ impl Registry {
         }
         drop(local);
         self.announce();
+        self.followed_at_ms
+            .store(ward_types::Timestamp::now().millis(), Ordering::Release);
         Ok(())
+    }
+
+    /// How long since this process last knew it had every change of the
+    /// store applied: a replica cut off from the database keeps deciding
+    /// on what it has, and says so in `/readyz`.
+    pub fn behind_for(&self) -> std::time::Duration {
+        let since = ward_types::Timestamp::now()
+            .millis()
+            .saturating_sub(self.followed_at_ms.load(Ordering::Acquire));
+        std::time::Duration::from_millis(since)
     }
 
     /// Brings the indexes to the store's revision (write lock held).

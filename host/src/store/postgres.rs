@@ -24,7 +24,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
-use super::{Change, Kind, Result, Store, StoreError, Write, WriteLock};
+use super::{Change, Kind, Result, Store, StoreError, Write, WriteLock, successor};
 
 /// Connections one replica keeps at most.
 const POOL_SIZE: usize = 16;
@@ -113,18 +113,6 @@ pub fn is_postgres_url(url: &str) -> bool {
 
 fn millis_now() -> i64 {
     ward_types::Timestamp::now().millis() as i64
-}
-
-/// The smallest key above every key that starts with `prefix`, if any.
-fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
 }
 
 fn key_text(key: Vec<u8>) -> Result<String> {

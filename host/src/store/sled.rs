@@ -128,18 +128,6 @@ fn entry(item: sled::Result<(sled::IVec, sled::IVec)>) -> Result<(String, Vec<u8
     Ok((key, value.to_vec()))
 }
 
-/// The smallest key above every key that starts with `prefix`.
-fn successor(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![u8::MAX; prefix.len() + 1]
-}
-
 impl Store for SledStore {
     fn get(&self, kind: Kind, key: &str) -> Result<Option<Vec<u8>>> {
         Ok(self
@@ -166,7 +154,8 @@ impl Store for SledStore {
         let start = prefix.as_bytes().to_vec();
         let end = match before {
             Some(before) => before.as_bytes().to_vec(),
-            None => successor(prefix.as_bytes()),
+            None => super::successor(prefix.as_bytes())
+                .unwrap_or_else(|| vec![u8::MAX; prefix.len() + 1]),
         };
         if end <= start {
             return Ok(Vec::new());
