@@ -36,6 +36,7 @@ fn entry() -> AuditEntry {
         agent: None,
         policy: None,
         duration_us: Some(14),
+        replica: None,
         details: json!({
             "request": {
                 "agent": "bot-17",

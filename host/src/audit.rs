@@ -368,6 +368,7 @@ fn event_entry(actor: &str, kind: AuditKind, target: Option<&str>, details: Valu
         agent: None,
         policy: None,
         duration_us: None,
+        replica: None,
         details,
     }
 }

@@ -216,6 +216,7 @@ impl Ward {
         };
         let parts = Parts::assemble(Arc::clone(&store), sandbox, audit, clock, schedule, threads)?;
         parts.gates.set_replica(&replica);
+        parts.audit.writer().set_replica(&replica);
         let jwt = JwtVerifier::new(&config.auth.jwt)?;
         let (operator_hash, generated) = auth::operator_token(
             env_operator_token,

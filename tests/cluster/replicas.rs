@@ -464,6 +464,8 @@ async fn logged(cluster: &Cluster, replica: usize, key: &str) -> HashSet<String>
         let page = cluster.call(replica, Method::GET, &path, key, None).await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
         for entry in page.body["entries"].as_array().unwrap() {
+            let replica = entry["replica"].as_str().unwrap_or_default();
+            assert!(replica.starts_with("r-"), "which replica answered: {entry}");
             ids.insert(entry["id"].as_str().unwrap().to_string());
         }
         match page.body["next_cursor"].as_str() {

@@ -121,6 +121,7 @@ pub struct AuditWriter {
     config: WriterConfig,
     stats: Arc<WriterStats>,
     forgotten: Arc<Mutex<HashSet<String>>>,
+    replica: Arc<std::sync::OnceLock<String>>,
 }
 
 /// Times a whole batch is tried before its entries are stored one by one.
@@ -168,7 +169,9 @@ impl AuditWriter {
         let queue = Arc::new(Queue::new(config.queue));
         let stats = Arc::new(WriterStats::default());
         let forgotten = Arc::new(Mutex::new(HashSet::new()));
+        let replica = Arc::new(std::sync::OnceLock::new());
         let worker = Worker {
+            replica: Arc::clone(&replica),
             journal,
             store,
             queue: Arc::clone(&queue),
@@ -189,7 +192,15 @@ impl AuditWriter {
             config,
             stats,
             forgotten,
+            replica,
         })
+    }
+
+    /// Names the replica whose entries these are: on a shared store each
+    /// entry it stores carries `"replica"`. Set once, before the first
+    /// decision.
+    pub fn set_replica(&self, id: &str) {
+        let _ = self.replica.set(id.to_string());
     }
 
     /// Queues a decision entry, `value` being entry `id` as a JSON object
@@ -267,6 +278,8 @@ impl AuditWriter {
 }
 
 struct Worker {
+    /// This replica's id, written into each entry on a shared store.
+    replica: Arc<std::sync::OnceLock<String>>,
     journal: Option<Journal>,
     store: Arc<dyn Store>,
     queue: Arc<Queue<Item>>,
@@ -316,11 +329,14 @@ impl Worker {
     fn chunks(&mut self, scopes: &HashMap<String, Entries>) -> Result<Vec<Write>, StoreError> {
         let mut writes = Vec::new();
         if self.store.shared() {
+            let replica = self.replica.get().map(|id| {
+                serde_json::to_vec(&serde_json::json!({ "replica": id })).unwrap_or_default()
+            });
             for (scope, entries) in scopes {
                 writes.extend(entries.iter().map(|(id, value)| Write::Put {
                     kind: Kind::Audit,
                     key: scoped_key(scope, id),
-                    value: value.clone(),
+                    value: with_field(value, replica.as_deref()),
                 }));
             }
             return Ok(writes);
@@ -567,6 +583,24 @@ impl Worker {
     }
 }
 
+/// `entry` (a JSON object) with the members of `object` (another one,
+/// such as `{"replica":"r-…"}`) put first; `entry` as it is without one.
+fn with_field(entry: &[u8], object: Option<&[u8]>) -> Vec<u8> {
+    let (Some(object), Some(b'{')) = (object, entry.first()) else {
+        return entry.to_vec();
+    };
+    let members = &object[1..object.len().saturating_sub(1)];
+    let rest = &entry[1..];
+    let mut joined = Vec::with_capacity(entry.len() + object.len());
+    joined.push(b'{');
+    joined.extend_from_slice(members);
+    if rest.first() != Some(&b'}') {
+        joined.push(b',');
+    }
+    joined.extend_from_slice(rest);
+    joined
+}
+
 /// Whether a caller waits on one of `items` (a flush, or an entry that
 /// must be durable, such as a management event): its batch is written at
 /// once rather than at the end of the flush interval.
@@ -589,5 +623,22 @@ impl Drop for Worker {
     /// of waiting on its full queue for ever.
     fn drop(&mut self) {
         self.queue.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_field;
+
+    #[test]
+    fn a_field_joins_an_entry_first() {
+        let field = Some(&br#"{"replica":"r-1"}"#[..]);
+        assert_eq!(
+            with_field(br#"{"id":"x"}"#, field),
+            br#"{"replica":"r-1","id":"x"}"#
+        );
+        assert_eq!(with_field(b"{}", field), br#"{"replica":"r-1"}"#);
+        assert_eq!(with_field(br#"{"id":"x"}"#, None), br#"{"id":"x"}"#);
+        assert_eq!(with_field(b"[1]", field), b"[1]");
     }
 }

@@ -90,6 +90,9 @@ pub struct AuditEntry {
     #[serde(default, skip_serializing_if = "Value::is_null")]
     #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub details: Value,
+    /// The replica that answered, when several share one store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }
 
 /// One page of the audit log, newest first.
