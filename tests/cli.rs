@@ -283,6 +283,85 @@ fn the_cli_runs_a_tenant_end_to_end() {
 }
 
 #[test]
+fn agent_list_filters_by_status_and_type_and_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, base, _) = spawn_ward(dir.path(), None, Some(OPERATOR));
+    let op = || ward(&base, OPERATOR);
+    ok(&mut op(), &["tenant", "create", "acme", "--name", "Acme"]);
+    let inside = || {
+        let mut command = op();
+        command.args(["--tenant", "acme"]);
+        command
+    };
+    ok(
+        &mut inside(),
+        &["agent", "put", "bot-a", "--type", "service"],
+    );
+    ok(
+        &mut inside(),
+        &["agent", "put", "bot-b", "--type", "service", "--disabled"],
+    );
+    ok(&mut inside(), &["agent", "put", "user-c", "--type", "user"]);
+    let names = |agents: &Value| -> Vec<String> {
+        agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let active = ok(&mut inside(), &["agent", "list", "--status", "active"]);
+    assert!(
+        active.contains("bot-a") && active.contains("user-c") && !active.contains("bot-b"),
+        "{active}"
+    );
+    assert!(!active.contains("next page"), "{active}");
+    let services = json(&mut inside(), &["agent", "list", "--type", "service"]);
+    assert_eq!(names(&services), ["bot-a", "bot-b"]);
+    let disabled = json(
+        &mut inside(),
+        &["agent", "list", "--type", "service", "--status", "disabled"],
+    );
+    assert_eq!(names(&disabled), ["bot-b"]);
+
+    // Paged: the page object with --json, the next cursor after the table.
+    let first = json(&mut inside(), &["agent", "list", "--limit", "2"]);
+    assert_eq!(names(&first["agents"]), ["bot-a", "bot-b"]);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let table = ok(&mut inside(), &["agent", "list", "--limit", "2"]);
+    assert!(
+        table.contains(&format!("next page: --cursor {cursor}")),
+        "{table}"
+    );
+    let last = ok(
+        &mut inside(),
+        &["agent", "list", "--limit", "2", "--cursor", cursor],
+    );
+    assert!(
+        last.contains("user-c") && !last.contains("bot-") && !last.contains("next page"),
+        "{last}"
+    );
+    let last = json(
+        &mut inside(),
+        &["agent", "list", "--limit", "2", "--cursor", cursor],
+    );
+    assert_eq!(names(&last["agents"]), ["user-c"]);
+    assert!(last.get("next_cursor").is_none(), "{last}");
+
+    let bad_status = run(&mut inside(), &["agent", "list", "--status", "paused"]);
+    assert_ne!(bad_status.code, 0);
+    assert!(
+        bad_status.stderr.contains("--status"),
+        "{}",
+        bad_status.stderr
+    );
+    let forged = run(&mut inside(), &["agent", "list", "--cursor", "forged"]);
+    assert_eq!(forged.code, 2);
+    assert!(forged.stderr.contains("invalid_input"), "{}", forged.stderr);
+}
+
+#[test]
 fn a_scaffolded_policy_builds_and_passes_its_cases() {
     let dir = tempfile::tempdir().unwrap();
     let crate_dir = dir.path().join("demo");

@@ -3,10 +3,10 @@
 
 use serde_json::json;
 use ward_client::types::{
-    AgentStatus, AuditQuery, AuthorizeRequest, CreateKey, CreateTenant, Entity, KeyRole,
+    AgentPage, AgentStatus, AuditQuery, AuthorizeRequest, CreateKey, CreateTenant, Entity, KeyRole,
     Permission, PutAgent, RequestAction, Scope, TenantKind, TenantStatus, UpdateTenant,
 };
-use ward_client::{Client, Error, RetryPolicy};
+use ward_client::{AgentFilter, Client, Error, RetryPolicy};
 
 use crate::server::{OPERATOR, TestServer};
 use crate::support::guest;
@@ -21,6 +21,7 @@ fn agent(resource: &str, actions: &[&str]) -> PutAgent {
             actions: actions.iter().map(|a| a.to_string()).collect(),
         }],
         policy: None,
+        budgets: Default::default(),
     }
 }
 
@@ -319,6 +320,107 @@ async fn every_route_through_the_client() {
             .unwrap_err()
             .is_not_found()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_are_listed_filtered_and_paged_through_the_client() {
+    let server = TestServer::start().await;
+    let operator = Client::new(&server.base, OPERATOR).unwrap();
+    operator.create_tenant(&new_tenant("acme")).await.unwrap();
+    let ward = operator.for_tenant("acme").unwrap();
+    for i in 0..7 {
+        let mut body = agent("*", &["read"]);
+        if i % 2 == 1 {
+            body.kind = "user".into();
+        }
+        if i % 3 == 0 {
+            body.status = AgentStatus::Disabled;
+        }
+        ward.put_agent(&format!("bot-{i}"), &body).await.unwrap();
+    }
+    operator
+        .global()
+        .put_agent("global-bot", &agent("*", &["read"]))
+        .await
+        .unwrap();
+    let names =
+        |page: &AgentPage| -> Vec<String> { page.agents.iter().map(|a| a.name.clone()).collect() };
+
+    // Unpaged: every match in one page, as `list_agents` still gives.
+    let all = ward
+        .list_agents_filtered(&AgentFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.next_cursor, None);
+    assert_eq!(all.agents, ward.list_agents().await.unwrap());
+    assert_eq!(all.agents.len(), 8);
+    let disabled_services = ward
+        .list_agents_filtered(&AgentFilter {
+            status: Some(AgentStatus::Disabled),
+            kind: Some("service".into()),
+            ..AgentFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(names(&disabled_services), ["bot-0", "bot-6"]);
+    let active = ward
+        .list_agents_filtered(&AgentFilter {
+            status: Some(AgentStatus::Active),
+            ..AgentFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        names(&active),
+        ["bot-1", "bot-2", "bot-4", "bot-5", "global-bot"]
+    );
+
+    // Paged, following next_cursor.
+    let mut filter = AgentFilter {
+        kind: Some("service".into()),
+        limit: Some(2),
+        ..AgentFilter::default()
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = ward.list_agents_filtered(&filter).await.unwrap();
+        assert!(page.agents.len() <= 2);
+        seen.extend(names(&page));
+        match page.next_cursor {
+            Some(next) => filter.cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["bot-0", "bot-2", "bot-4", "bot-6", "global-bot"]);
+
+    // The global scope lists its own.
+    let global = operator
+        .global()
+        .list_agents_filtered(&AgentFilter {
+            limit: Some(10),
+            ..AgentFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(names(&global), ["global-bot"]);
+
+    // Refusals carry the server's code.
+    for filter in [
+        AgentFilter {
+            limit: Some(0),
+            ..AgentFilter::default()
+        },
+        AgentFilter {
+            cursor: Some("not-a-cursor".into()),
+            ..AgentFilter::default()
+        },
+    ] {
+        let err = ward.list_agents_filtered(&filter).await.unwrap_err();
+        assert_eq!(
+            (err.status(), err.code()),
+            (Some(400), Some("invalid_input"))
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use crate::support::spawn_ward;
 
 /// The fenced blocks of a Markdown file whose info string is `info`.
-fn blocks<'a>(markdown: &'a str, info: &str) -> Vec<&'a str> {
+pub fn blocks<'a>(markdown: &'a str, info: &str) -> Vec<&'a str> {
     let fence = format!("```{info}\n");
     let mut out = Vec::new();
     let mut rest = markdown;

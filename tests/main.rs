@@ -6,6 +6,8 @@ mod api;
 mod auth;
 mod authzen;
 mod batch;
+mod billing;
+mod budgets;
 mod cli;
 mod client;
 mod cluster;

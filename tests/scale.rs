@@ -77,6 +77,7 @@ fn policies_past_the_resident_limit_are_reloaded_from_the_disk_cache() {
                         actions: vec!["read".into()],
                     }],
                     policy: Some("own".into()),
+                    budgets: Default::default(),
                 },
                 "test",
             )

@@ -357,6 +357,7 @@ impl Runner {
                 attributes: agent.attributes.clone(),
                 permissions: agent.permissions.clone(),
                 policy: agent.policy.clone(),
+                budgets: Default::default(),
             };
             self.parts
                 .registry

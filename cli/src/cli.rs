@@ -233,8 +233,22 @@ pub enum AgentCommand {
         #[arg(long)]
         disabled: bool,
     },
-    /// List the agents visible: own and inherited global ones.
-    List,
+    /// List the agents visible, own and inherited global ones, by name:
+    /// all of them, or one page with `--limit` or `--cursor`.
+    List {
+        /// Only `active` or `disabled` agents.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only agents of this type.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// Page size, 1-1000; the next page's cursor is printed after it.
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Where a page starts: the cursor printed after the previous one.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
     /// Show one agent.
     Get {
         /// The agent's name.

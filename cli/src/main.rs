@@ -141,10 +141,11 @@ fn serve(
     config: Option<PathBuf>,
     store: Option<String>,
 ) -> anyhow::Result<()> {
-    let mut config = match config {
-        Some(path) => Config::from_file(&path)?,
+    let mut config = match &config {
+        Some(path) => Config::from_file(path)?,
         None => Config::default(),
     };
+    let config_path = config.path.clone();
     if let Some(listen) = listen {
         config.listen = listen;
     }
@@ -174,12 +175,50 @@ fn serve(
             .as_deref()
             .map_or_else(|| String::from("embedded"), ward::store::postgres::redacted);
         tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), %store, "ward is serving");
+        if let Some(path) = config_path {
+            tokio::spawn(reload_on_hangup(path, ward.tenant_reloader()));
+        }
         ward.serve(listener, shutdown_signal()).await.context("server failed")
     });
     // Requests still blocked after the grace period are not waited for.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     served
 }
+
+/// On every `SIGHUP`, reads the config file again and puts its
+/// `[tenants]` and `[[plans]]` in force; a file that does not read or
+/// check leaves the running configuration as it was.
+#[cfg(unix)]
+async fn reload_on_hangup(path: PathBuf, reloader: ward::server::TenantReloader) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: the config file is read at start only");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let (path, reloader) = (path.clone(), reloader.clone());
+        let reloaded = tokio::task::spawn_blocking(move || {
+            let config = Config::from_file(&path)?;
+            anyhow::Ok(reloader.reload(&config)?)
+        })
+        .await;
+        match reloaded {
+            Ok(Ok(changes)) if changes.is_empty() => {
+                tracing::info!("config reloaded: tenants and plans unchanged");
+            }
+            Ok(Ok(changes)) => {
+                tracing::info!(changes = %changes.join("; "), "config reloaded: tenants and plans");
+            }
+            Ok(Err(err)) => {
+                tracing::error!(err = %format!("{err:#}"), "config not reloaded: keeping the running one");
+            }
+            Err(err) => tracing::error!(%err, "config reload failed"),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_hangup(_path: PathBuf, _reloader: ward::server::TenantReloader) {}
 
 async fn shutdown_signal() {
     let ctrl_c = async {

@@ -231,6 +231,7 @@ fn ward(scenario: &Scenario, warm_instances: usize, plain: bool) -> (Parts, Arc<
             attributes: serde_json::Map::new(),
             permissions: permissions.clone(),
             policy: None,
+            budgets: Default::default(),
         };
         registry.put_agent(&scope, name, body, "bench").unwrap();
     }

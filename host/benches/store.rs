@@ -47,6 +47,7 @@ fn agent(round: usize) -> PutAgent {
             actions: vec![String::from("read")],
         }],
         policy: None,
+        budgets: Default::default(),
     }
 }
 

@@ -146,6 +146,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(tenants::create_key))
         .routes(routes!(tenants::own, tenants::update_own))
         .routes(routes!(tenants::me))
+        .routes(routes!(tenants::plans))
         .routes(routes!(tenants::create_own_key, tenants::list_keys))
         .routes(routes!(tenants::revoke_key))
         .routes(routes!(objects::tenant_list_agents))

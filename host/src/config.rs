@@ -62,6 +62,51 @@ pub struct Config {
     pub store: StoreSection,
     /// How the server logs to stderr (`--log-format` wins over it).
     pub log_format: LogFormat,
+    /// Tenants' default plans and the settings this file pins for some.
+    pub tenants: TenantsSection,
+    /// The plans tenants may be put on.
+    pub plans: Vec<PlanSection>,
+    /// The file this configuration was read from, if any.
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
+}
+
+/// The `[tenants]` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantsSection {
+    /// The plan new organization tenants are put on.
+    pub default_plan: Option<String>,
+    /// The plan new personal tenants (those JWTs provision included) are
+    /// put on.
+    pub default_personal_plan: Option<String>,
+    /// Settings pinned for one tenant each, above its own.
+    pub overrides: Vec<TenantOverride>,
+}
+
+/// One `[[tenants.overrides]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantOverride {
+    /// The tenant's slug (it may not exist yet).
+    pub slug: String,
+    /// Tenant settings, by the API's names.
+    #[serde(default)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One `[[plans]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanSection {
+    /// The plan's name.
+    pub name: String,
+    /// Days a tenant put on it may decide before it must change plans.
+    #[serde(default)]
+    pub trial_days: Option<u32>,
+    /// Its tenants' default settings, by the API's names.
+    #[serde(default)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
 }
 
 /// How log lines are written.
@@ -88,6 +133,9 @@ impl Default for Config {
             metrics: MetricsSection::default(),
             store: StoreSection::default(),
             log_format: LogFormat::default(),
+            tenants: TenantsSection::default(),
+            plans: Vec::new(),
+            path: None,
         }
     }
 }
@@ -133,13 +181,93 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_toml(&text).map_err(|err| match err {
+        let mut config = Self::from_toml(&text).map_err(|err| match err {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_path_buf(),
                 message,
             },
             other => other,
-        })
+        })?;
+        config.path = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// The plans and per-tenant overrides, for the registry.
+    pub fn catalog(&self) -> crate::registry::Catalog {
+        crate::registry::Catalog {
+            plans: self
+                .plans
+                .iter()
+                .map(|plan| {
+                    let plan = ward_types::Plan {
+                        name: plan.name.clone(),
+                        trial_days: plan.trial_days,
+                        settings: plan.settings.clone(),
+                    };
+                    (plan.name.clone(), plan)
+                })
+                .collect(),
+            default_plan: self.tenants.default_plan.clone(),
+            default_personal_plan: self.tenants.default_personal_plan.clone(),
+            overrides: self
+                .tenants
+                .overrides
+                .iter()
+                .map(|entry| (entry.slug.clone(), entry.settings.clone()))
+                .collect(),
+            origin: self.path.as_ref().map_or_else(
+                || String::from("the server's configuration"),
+                |path| path.display().to_string(),
+            ),
+        }
+    }
+
+    /// Checks `[tenants]` and `[[plans]]`: names unique, default plans
+    /// among the plans, settings by known names (their ranges, which
+    /// depend on the host, are checked when the registry takes them).
+    fn check_tenants(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        let mut names = std::collections::HashSet::new();
+        for plan in &self.plans {
+            if !names.insert(plan.name.as_str()) {
+                return invalid(format!("plan `{}` is defined twice", plan.name));
+            }
+            if plan.trial_days == Some(0) {
+                return invalid(format!("plan `{}`: trial_days must be positive", plan.name));
+            }
+            if let Err(err) = ward_types::TenantSettings::from_overrides(&plan.settings) {
+                return invalid(format!("plan `{}` settings: {err}", plan.name));
+            }
+        }
+        for name in [
+            &self.tenants.default_plan,
+            &self.tenants.default_personal_plan,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !names.contains(name.as_str()) {
+                return invalid(format!(
+                    "tenants: the default plan `{name}` is not one of [[plans]]"
+                ));
+            }
+        }
+        let mut slugs = std::collections::HashSet::new();
+        for entry in &self.tenants.overrides {
+            if !slugs.insert(entry.slug.as_str()) {
+                return invalid(format!(
+                    "[[tenants.overrides]]: `{}` is listed twice",
+                    entry.slug
+                ));
+            }
+            if let Err(err) = ward_types::TenantSettings::from_overrides(&entry.settings) {
+                return invalid(format!(
+                    "[[tenants.overrides]] `{}` settings: {err}",
+                    entry.slug
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Parses TOML text.
@@ -226,7 +354,7 @@ impl Config {
                 "auth.operator_tenant_header must be a header name",
             )));
         }
-        Ok(())
+        self.check_tenants()
     }
 
     /// The sandbox settings, with the cache under the data directory.

@@ -23,6 +23,8 @@ use ward_types::{AuditKind, TenantSettings};
 
 use crate::store::{self, Kind, Store, StoreError, Write, scoped_key};
 
+pub mod spend;
+
 /// Where time comes from; tests substitute their own.
 pub trait Clock: Send + Sync {
     /// Milliseconds since the Unix epoch.
@@ -214,6 +216,8 @@ pub struct Gates {
     replica: OnceLock<String>,
     /// Replicas alive as last seen (at least this one).
     live_replicas: AtomicU32,
+    /// Spend against the tenants' spend budgets.
+    spending: spend::Spending,
 }
 
 /// `Kind::Meta` key prefix of each replica's last heartbeat.
@@ -228,11 +232,17 @@ impl Gates {
             shards: (0..SHARDS)
                 .map(|_| ArcSwap::from_pointee(HashMap::new()))
                 .collect(),
+            spending: spend::Spending::new(Arc::clone(&store)),
             store,
             clock,
             replica: OnceLock::new(),
             live_replicas: AtomicU32::new(1),
         }
+    }
+
+    /// Spend against the tenants' spend budgets.
+    pub fn spending(&self) -> &spend::Spending {
+        &self.spending
     }
 
     /// Names this replica (on a shared store, before the first decision).
@@ -573,8 +583,9 @@ impl Gates {
         }
     }
 
-    /// Writes every changed monthly count to the store (durably).
+    /// Writes every changed monthly count and spend to the store (durably).
     pub fn persist(&self) -> Result<(), StoreError> {
+        self.spending.persist()?;
         let mut writes = Vec::new();
         for shard in self.shards.iter() {
             for (tenant, gate) in shard.load().iter() {
@@ -598,6 +609,7 @@ impl Gates {
 
     /// Forgets a deleted tenant.
     pub fn forget(&self, tenant: &str) {
+        self.spending.forget(tenant);
         self.shard(tenant).rcu(|current| {
             let mut next = (**current).clone();
             next.remove(tenant);

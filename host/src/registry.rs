@@ -11,12 +11,14 @@ mod follow;
 mod index;
 pub mod keys;
 mod names;
+mod plans;
 
 pub(crate) use names::{check_slug, clip};
 mod policies;
 mod resolve;
 mod tenants;
 
+pub use plans::Catalog;
 pub use policies::BUILTIN_POLICY;
 pub(crate) use resolve::Scopes;
 
@@ -153,6 +155,10 @@ pub struct Registry {
     /// When this process last knew it was current with the store's change
     /// log (ms since the epoch).
     followed_at_ms: AtomicU64,
+    /// Plans and the config file's overrides.
+    catalog: ArcSwap<Catalog>,
+    /// Trial ends already audited.
+    billing_episodes: plans::BillingEpisodes,
 }
 
 /// Held by a management write: this process's write lock, and the
@@ -211,6 +217,8 @@ impl Registry {
             head: AtomicU64::new(0),
             applied: tokio::sync::watch::Sender::new(0),
             followed_at_ms: AtomicU64::new(ward_types::Timestamp::now().millis()),
+            catalog: ArcSwap::from_pointee(Catalog::default()),
+            billing_episodes: plans::BillingEpisodes::default(),
         };
         {
             let _local = registry.lock_local();
@@ -397,14 +405,12 @@ impl Registry {
             else {
                 continue;
             };
-            let settings = match TenantSettings::from_overrides(&record.settings) {
-                Ok(settings) => settings,
-                Err(err) => {
-                    let reason = format!("tenant `{}` settings: {err}", record.id);
-                    set_aside::move_aside(store, Kind::Tenant, &key, &bytes, &reason);
-                    continue;
-                }
-            };
+            if let Err(err) = TenantSettings::from_overrides(&record.settings) {
+                let reason = format!("tenant `{}` settings: {err}", record.id);
+                set_aside::move_aside(store, Kind::Tenant, &key, &bytes, &reason);
+                continue;
+            }
+            let (settings, sources) = self.settings_or_own(&record);
             let scope = scopes.remove(&record.id).unwrap_or_default();
             directory
                 .by_slug
@@ -412,7 +418,9 @@ impl Registry {
             directory.by_id.insert(
                 record.id.clone(),
                 Arc::new(TenantSlot {
-                    view: ArcSwap::from_pointee(TenantView::new(record, settings, scope)),
+                    view: ArcSwap::from_pointee(
+                        TenantView::new(record, settings, scope).sourced(sources),
+                    ),
                 }),
             );
         }
@@ -458,11 +466,10 @@ impl Registry {
             ScopeId::Tenant(id) => {
                 let slot = self.tenant_slot(id)?;
                 let current = slot.view.load();
-                slot.view.store(Arc::new(TenantView::new(
-                    current.record.clone(),
-                    current.settings.clone(),
-                    index,
-                )));
+                slot.view.store(Arc::new(
+                    TenantView::new(current.record.clone(), current.settings.clone(), index)
+                        .sourced(current.sources.clone()),
+                ));
             }
         }
         Ok(())
@@ -493,7 +500,8 @@ impl Registry {
 
 impl Registry {
     /// Passes `result` on, writing a `quota_exceeded` event to the scope's
-    /// audit log when it is that refusal.
+    /// audit log, and for a tenant to the operator's global log too, when
+    /// it is that refusal.
     fn audit_quota<T>(
         &self,
         scope: &ScopeId,
@@ -507,14 +515,25 @@ impl Registry {
             message,
         }) = &result
         {
-            let details = serde_json::json!({"message": message, "quota": quota, "limit": limit});
+            let mut details =
+                serde_json::json!({"message": message, "quota": quota, "limit": limit});
             self.audit_event(
                 scope,
                 actor,
                 ward_types::AuditKind::QuotaExceeded,
                 Some(target),
-                details,
+                details.clone(),
             )?;
+            if let ScopeId::Tenant(id) = scope {
+                details["tenant_id"] = serde_json::Value::String(id.clone());
+                self.audit_event(
+                    &ScopeId::Global,
+                    actor,
+                    ward_types::AuditKind::QuotaExceeded,
+                    Some(target),
+                    details,
+                )?;
+            }
         }
         result
     }

@@ -162,6 +162,22 @@ impl Parts {
     }
 }
 
+/// Reloads the tenant part of the configuration: see
+/// [`Ward::reload_tenants`].
+#[derive(Clone)]
+pub struct TenantReloader {
+    registry: Arc<Registry>,
+}
+
+impl TenantReloader {
+    /// Checks `config` and puts its plans and per-tenant overrides in
+    /// force; returns what changed.
+    pub fn reload(&self, config: &Config) -> Result<Vec<String>, StartError> {
+        config.check()?;
+        Ok(self.registry.set_catalog(config.catalog())?)
+    }
+}
+
 /// A Ward instance, ready to serve.
 pub struct Ward {
     state: AppState,
@@ -215,6 +231,7 @@ impl Ward {
             refusal_delay: Duration::from_millis(config.http.refusal_delay_ms),
         };
         let parts = Parts::assemble(Arc::clone(&store), sandbox, audit, clock, schedule, threads)?;
+        parts.registry.set_catalog(config.catalog())?;
         parts.gates.set_replica(&replica);
         parts.audit.writer().set_replica(&replica);
         let jwt = JwtVerifier::new(&config.auth.jwt)?;
@@ -325,6 +342,21 @@ impl Ward {
                 }
             }
         }))
+    }
+
+    /// Puts `config`'s `[tenants]` and `[[plans]]` in force (the rest of
+    /// it needs a restart); returns what changed. A config the registry
+    /// refuses changes nothing.
+    pub fn reload_tenants(&self, config: &Config) -> Result<Vec<String>, StartError> {
+        self.tenant_reloader().reload(config)
+    }
+
+    /// A handle that reloads `[tenants]` and `[[plans]]` while [`Ward::serve`]
+    /// runs (which takes the `Ward`).
+    pub fn tenant_reloader(&self) -> TenantReloader {
+        TenantReloader {
+            registry: Arc::clone(&self.state.registry),
+        }
     }
 
     /// The API router.

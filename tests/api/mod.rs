@@ -10,4 +10,5 @@ use crate::support::{guest, spawn_ward};
 
 mod bad_input;
 mod journey;
+mod listing;
 mod objects;

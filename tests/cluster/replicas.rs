@@ -346,7 +346,7 @@ async fn racing_writes_on_different_replicas_end_as_in_one_process() {
     );
     let mut statuses = [first.unwrap().0.as_u16(), second.unwrap().0.as_u16()];
     statuses.sort();
-    assert_eq!(statuses, [201, 403], "the 101st version is over the quota");
+    assert_eq!(statuses, [201, 429], "the 101st version is over the quota");
 
     // Two uploads that each activate their own version: one version is
     // active, the same on every replica.

@@ -159,7 +159,7 @@ async fn users_of_a_self_service_issuer_create_own_and_delete_their_tenants() {
         assert_eq!(made.status, 201, "{}", made.body);
     }
     let over = create(alice.clone(), json!({"slug": "team-w", "name": "W"})).await;
-    assert_eq!((over.status, over.code()), (403, "quota_exceeded"));
+    assert_eq!((over.status, over.code()), (429, "quota_exceeded"));
     assert_eq!(
         over.body["error"]["limit"],
         json!({"name": "self_service_max_tenants", "value": 2}),

@@ -112,6 +112,7 @@ fn everything_survives_a_restart() {
                 "bot",
                 PutAgent {
                     policy: Some("main".into()),
+                    budgets: Default::default(),
                     ..agent_body(&[("*", &["read"])])
                 },
                 OP,

@@ -61,6 +61,7 @@ fn agent_body(pairs: &[(&str, &[&str])]) -> PutAgent {
         attributes: Default::default(),
         permissions: grants(pairs),
         policy: None,
+        budgets: Default::default(),
     }
 }
 
@@ -68,6 +69,7 @@ fn agent_body(pairs: &[(&str, &[&str])]) -> PutAgent {
 fn bound_to(policy: &str) -> PutAgent {
     PutAgent {
         policy: Some(policy.into()),
+        budgets: Default::default(),
         ..agent_body(&[])
     }
 }

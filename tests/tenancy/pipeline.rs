@@ -77,6 +77,7 @@ fn pipeline_denies_disabled_unknown_and_unresolvable() {
             "orphan",
             PutAgent {
                 policy: Some("missing".into()),
+                budgets: Default::default(),
                 ..agent_body(&[("*", &["*"])])
             },
             OP,

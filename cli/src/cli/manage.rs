@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use ward_client::AgentFilter;
 use ward_client::types::{
     AgentStatus, AuditEntry, AuditQuery, AuthorizeRequest, CreateKey, CreateTenant, Entity,
     KeyRole, Permission, PutAgent, RequestAction, Tenant, TenantKind, UpdateTenant,
@@ -208,13 +209,44 @@ pub async fn agent(ctx: Ctx, command: AgentCommand) -> anyhow::Result<ExitCode> 
                     .map(|p| parse_permission(p))
                     .collect::<anyhow::Result<_>>()?,
                 policy,
+                budgets: Default::default(),
             };
             let agent = client.put_agent(&name, &body).await?;
             ctx.show(&agent, |a| agents_table(std::slice::from_ref(a)))?;
         }
-        AgentCommand::List => {
-            let agents = client.list_agents().await?;
-            ctx.show(&agents, |a| agents_table(a))?;
+        AgentCommand::List {
+            status,
+            kind,
+            limit,
+            cursor,
+        } => {
+            let status = status
+                .map(|s| match s.as_str() {
+                    "active" => Ok(AgentStatus::Active),
+                    "disabled" => Ok(AgentStatus::Disabled),
+                    other => anyhow::bail!("--status is active or disabled, not `{other}`"),
+                })
+                .transpose()?;
+            let paged = limit.is_some() || cursor.is_some();
+            let page = client
+                .list_agents_filtered(&AgentFilter {
+                    status,
+                    kind,
+                    limit,
+                    cursor,
+                })
+                .await?;
+            // Unpaged, `--json` prints the plain list, as the server answers.
+            if paged {
+                ctx.show(&page, |p| {
+                    agents_table(&p.agents);
+                    if let Some(next) = &p.next_cursor {
+                        println!("next page: --cursor {next}");
+                    }
+                })?;
+            } else {
+                ctx.show(&page.agents, |a| agents_table(a))?;
+            }
         }
         AgentCommand::Get { name } => {
             let agent = client.get_agent(&name).await?;

@@ -32,7 +32,7 @@ fn to_request(value: Value) -> Result<AuthorizeRequest, String> {
 /// Access evaluation: may `subject` do `action` on `resource`?
 #[utoipa::path(post, path = "/access/v1/evaluation", tag = "authzen", request_body = AuthorizeRequest,
     responses((status = 200, body = Evaluation), (status = 400),
-        (status = 429, description = "a tenant limit refused the call; retry after `Retry-After` seconds")))]
+        (status = 402, description = "the tenant's trial has ended: `billing_required` until its plan changes"), (status = 429, description = "a tenant limit refused the call; retry after `Retry-After` seconds")))]
 pub async fn evaluation(
     State(state): State<AppState>,
     caller: Caller,
@@ -63,7 +63,7 @@ async fn decide_one(
 /// items, this is a single evaluation.
 #[utoipa::path(post, path = "/access/v1/evaluations", tag = "authzen", request_body = Object,
     responses((status = 200, body = Evaluations), (status = 400),
-        (status = 429, description = "a tenant limit refused the call; retry after `Retry-After` seconds")))]
+        (status = 402, description = "the tenant's trial has ended: `billing_required` until its plan changes"), (status = 429, description = "a tenant limit refused the call; retry after `Retry-After` seconds")))]
 pub async fn evaluations(
     State(state): State<AppState>,
     caller: Caller,

@@ -14,7 +14,7 @@ use crate::decision::{MAX_BATCH, Semantic};
 
 /// Decide one request. A deny is a 200 like an allow.
 #[utoipa::path(post, path = "/v1/authorize", tag = "authorize", request_body = AuthorizeRequest,
-    responses((status = 200, body = DecisionResponse), (status = 429, description = "a tenant limit refused the call; retry after `Retry-After` seconds")))]
+    responses((status = 200, body = DecisionResponse), (status = 402, description = "the tenant's trial has ended: `billing_required` until its plan changes"), (status = 429, description = "a tenant limit refused the call; retry after `Retry-After` seconds")))]
 pub async fn authorize(
     State(state): State<AppState>,
     caller: Caller,
@@ -34,7 +34,7 @@ pub async fn authorize(
 #[utoipa::path(post, path = "/v1/authorize/batch", tag = "authorize", request_body = BatchRequest,
     responses((status = 200, body = BatchResponse),
         (status = 400, description = "a malformed item, or more items than the tenant's burst (`batch_exceeds_burst`)"),
-        (status = 429, description = "a tenant limit refused the call; retry after `Retry-After` seconds")))]
+        (status = 402, description = "the tenant's trial has ended: `billing_required` until its plan changes"), (status = 429, description = "a tenant limit refused the call; retry after `Retry-After` seconds")))]
 pub async fn batch(
     State(state): State<AppState>,
     caller: Caller,

@@ -66,6 +66,11 @@ fn declare(path: &str, operation: &mut Operation) {
     }
     if operation.request_body.is_some() {
         statuses.extend([StatusCode::BAD_REQUEST, StatusCode::PAYLOAD_TOO_LARGE]);
+        // A write may pass a capacity quota (429 `quota_exceeded`, without
+        // Retry-After).
+        if authenticated(operation) {
+            statuses.insert(StatusCode::TOO_MANY_REQUESTS);
+        }
         // The AuthZEN routes answer a wrong content type with 400.
         if !path.starts_with("/access/") {
             statuses.insert(StatusCode::UNSUPPORTED_MEDIA_TYPE);

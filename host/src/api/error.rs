@@ -40,10 +40,10 @@ pub fn status_of(code: &ErrorCode) -> StatusCode {
         }
         ErrorCode::Forbidden
         | ErrorCode::GlobalReadOnly
-        | ErrorCode::QuotaExceeded
         | ErrorCode::SettingNotAdjustable
         | ErrorCode::TenantMismatch
         | ErrorCode::TenantNotAllowed => StatusCode::FORBIDDEN,
+        ErrorCode::BillingRequired => StatusCode::PAYMENT_REQUIRED,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::Conflict => StatusCode::CONFLICT,
@@ -51,9 +51,12 @@ pub fn status_of(code: &ErrorCode) -> StatusCode {
         ErrorCode::UriTooLong => StatusCode::URI_TOO_LONG,
         ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorCode::InvalidModule => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::BudgetExhausted | ErrorCode::RateLimited | ErrorCode::TooManyEvaluations => {
-            StatusCode::TOO_MANY_REQUESTS
-        }
+        // A capacity quota is a 429 like the platforms Ward follows answer,
+        // but without Retry-After: capacity does not free itself.
+        ErrorCode::BudgetExhausted
+        | ErrorCode::QuotaExceeded
+        | ErrorCode::RateLimited
+        | ErrorCode::TooManyEvaluations => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         ErrorCode::AuditBehind
         | ErrorCode::Busy

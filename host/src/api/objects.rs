@@ -10,7 +10,10 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::Value;
 use ward_types::ErrorCode;
-use ward_types::{ActivatePolicy, Agent, DataDocument, PolicyInfo, PutAgent, UploadedPolicy};
+use ward_types::{
+    ActivatePolicy, Agent, AgentPage, AgentStatus, DataDocument, PolicyInfo, PutAgent,
+    UploadedPolicy,
+};
 
 use super::extract::{ApiBytes, ApiJson, ApiPath, ApiQuery};
 use super::{ApiError, AppState, Created, NoContent, blocking};
@@ -109,15 +112,79 @@ in_both_scopes! {
     }
 }
 
+/// Query of an agent listing, all optional.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AgentListQuery {
+    /// Only agents of this status.
+    #[param(value_type = Option<AgentStatus>)]
+    status: Option<String>,
+    /// Only agents of this type (exact match, at most 64 characters).
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    /// Page size, 1–1000 (default 100 with a `cursor`); with `limit` or
+    /// `cursor` the answer is one page, else every matching agent.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// An agent listing's answer: every matching agent when neither `limit`
+/// nor `cursor` is given (the answer older clients expect), else one page.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum AgentListing {
+    /// Every matching agent, by name.
+    All(Vec<Agent>),
+    /// One page, by name.
+    Page(AgentPage),
+}
+
+impl AgentListQuery {
+    /// The listing this query asks for in `scope`.
+    fn answer(self, registry: &Registry, scope: &ScopeId) -> Result<AgentListing, ApiError> {
+        let bad = |message: &str| ApiError::bad_request(ErrorCode::InvalidInput, message);
+        let status = self
+            .status
+            .map(|s| {
+                serde_json::from_value::<AgentStatus>(Value::String(s))
+                    .map_err(|_| bad("status must be `active` or `disabled`"))
+            })
+            .transpose()?;
+        let limit = self
+            .limit
+            .map(|l| {
+                l.parse::<usize>()
+                    .map_err(|_| bad("limit must be a number"))
+            })
+            .transpose()?;
+        let page = registry.list_agents_page(
+            scope,
+            status,
+            self.kind.as_deref(),
+            limit,
+            self.cursor.as_deref(),
+        )?;
+        Ok(if limit.is_some() || self.cursor.is_some() {
+            AgentListing::Page(page)
+        } else {
+            AgentListing::All(page.agents)
+        })
+    }
+}
+
 in_both_scopes! {
-    /// Every agent the tenant sees: its own and inherited global ones.
-    #[utoipa::path(get, path = "/v1/agents", tag = "agents", responses((status = 200, body = Vec<Agent>)))]
+    /// The agents the tenant sees, its own and inherited global ones, by
+    /// name: all of them, or one page with `limit` or `cursor`.
+    #[utoipa::path(get, path = "/v1/agents", tag = "agents", params(AgentListQuery), responses((status = 200, body = AgentListing)))]
     tenant_list_agents;
-    /// Every global agent.
-    #[utoipa::path(get, path = "/v1/global/agents", tag = "global", responses((status = 200, body = Vec<Agent>)))]
+    /// The global agents, by name: all of them, or one page with `limit`
+    /// or `cursor`.
+    #[utoipa::path(get, path = "/v1/global/agents", tag = "global", params(AgentListQuery), responses((status = 200, body = AgentListing)))]
     global_list_agents;
-    |on, state, caller| -> Json<Vec<Agent>> {
-        read(on, &state, &caller, |registry, scope| registry.list_agents(scope))
+    |on, state, caller, query: ApiQuery<AgentListQuery>| -> Json<AgentListing> {
+        Ok(Json(query.0.answer(&state.registry, &on.scope(&caller)?)?))
     }
 }
 

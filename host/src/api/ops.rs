@@ -47,14 +47,29 @@ pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Status>,
     .await
 }
 
-/// This month's decisions and the tenant's limits.
-#[utoipa::path(get, path = "/v1/usage", tag = "audit", responses((status = 200, body = ward_types::Usage)))]
+/// `GET /v1/usage`: this month's decisions and the tenant's limits, and
+/// its spend and its agents' against their budgets.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct UsageReport {
+    /// Decisions, limits and refusals.
+    #[serde(flatten)]
+    pub usage: ward_types::Usage,
+    /// Spend by unit, the tenant's and each agent's.
+    #[serde(flatten)]
+    pub spend: crate::gates::spend::SpendReport,
+}
+
+/// This month's decisions and the tenant's limits, and its spend.
+#[utoipa::path(get, path = "/v1/usage", tag = "audit", responses((status = 200, body = UsageReport)))]
 pub async fn usage(
     State(state): State<AppState>,
     caller: crate::auth::Caller,
-) -> Result<axum::Json<ward_types::Usage>, ApiError> {
+) -> Result<axum::Json<UsageReport>, ApiError> {
     let scope = caller.admin_scope()?;
-    Ok(axum::Json(state.decider.usage(scope.key())?))
+    Ok(axum::Json(UsageReport {
+        usage: state.decider.usage(scope.key())?,
+        spend: state.decider.spend_report(scope.key())?,
+    }))
 }
 
 /// Prometheus metrics (operator): they name every tenant and its counts,

@@ -76,6 +76,11 @@ struct Fields {
     action: Option<Either<RequestAction>>,
     resource: Option<Either<Entity>>,
     context: Option<Map<String, Value>>,
+    /// What the decision costs, and the caller's id for it (spend
+    /// budgets): kept in the context, where policies and AuthZEN callers
+    /// see them too.
+    cost: Option<Value>,
+    request_id: Option<Value>,
     /// The first field neither form knows (the full form ignores such
     /// fields; the short form refuses them).
     unknown: Option<String>,
@@ -88,6 +93,8 @@ enum Key {
     Action,
     Resource,
     Context,
+    Cost,
+    RequestId,
     Other(String),
 }
 
@@ -109,6 +116,8 @@ impl<'de> Deserialize<'de> for Key {
                     "action" => Key::Action,
                     "resource" => Key::Resource,
                     "context" => Key::Context,
+                    "cost" => Key::Cost,
+                    "request_id" => Key::RequestId,
                     other => Key::Other(other.to_string()),
                 })
             }
@@ -147,6 +156,8 @@ impl<'de> Visitor<'de> for FieldsVisitor {
                         once(&mut fields.context, "context", context)?;
                     }
                 }
+                Key::Cost => once(&mut fields.cost, "cost", map.next_value()?)?,
+                Key::RequestId => once(&mut fields.request_id, "request_id", map.next_value()?)?,
                 Key::Other(name) => {
                     if fields.unknown.is_none() {
                         fields.unknown = Some(name);
@@ -160,18 +171,33 @@ impl<'de> Visitor<'de> for FieldsVisitor {
 }
 
 impl Fields {
-    fn into_request(self) -> Result<AuthorizeRequest, String> {
+    fn into_request(mut self) -> Result<AuthorizeRequest, String> {
         let short = self.agent.is_some() || matches!(self.action, Some(Either::Text(_)));
-        if short {
-            self.into_short()
-        } else {
-            self.into_full()
+        for (name, value) in [
+            ("cost", self.cost.take()),
+            ("request_id", self.request_id.take()),
+        ] {
+            let Some(value) = value else { continue };
+            let context = self.context.get_or_insert_with(Map::new);
+            if context.contains_key(name) {
+                return Err(format!(
+                    "`{name}` is given twice: at the top level and in `context`"
+                ));
+            }
+            context.insert(name.to_string(), value);
         }
+        let request = if short {
+            self.into_short()?
+        } else {
+            self.into_full()?
+        };
+        crate::decision::check_request(&request)?;
+        Ok(request)
     }
 
     fn into_short(self) -> Result<AuthorizeRequest, String> {
         let refuse = |message: String| Err(format!("short form: {message}"));
-        let known = "expected `agent`, `action`, `resource` or `context`";
+        let known = "expected `agent`, `action`, `resource`, `context`, `cost` or `request_id`";
         if let Some(unknown) = self.unknown {
             return refuse(format!("unknown field `{unknown}`, {known}"));
         }
@@ -229,14 +255,12 @@ impl Fields {
             }
             None => return Err(String::from("missing field `resource`")),
         };
-        let request = AuthorizeRequest {
+        Ok(AuthorizeRequest {
             subject,
             action,
             resource,
             context: self.context,
-        };
-        crate::decision::check_request(&request)?;
-        Ok(request)
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use ward_types::{
-    ApiKeyInfo, CreateKey, CreateTenant, CreatedKey, Me, Tenant, TenantStatus, UpdateTenant,
+    ApiKeyInfo, CreateKey, CreateTenant, CreatedKey, Me, PatchTenant, Plan, Tenant, TenantStatus,
 };
 
 use super::extract::{ApiJson, ApiPath};
@@ -35,16 +35,20 @@ pub async fn create(
 
 /// Change the caller's own tenant: its name and the settings a tenant
 /// adjusts itself (`default_policy`, `audit_retention_days`,
-/// `allowed_agent_types`); quotas, budgets and sandbox limits stay with the
-/// operator (403 naming the field).
-#[utoipa::path(patch, path = "/v1/tenant", tag = TAG, request_body = UpdateTenant,
+/// `allowed_agent_types`); quotas, budgets, sandbox limits and the plan
+/// stay with the operator (403 naming the field). A setting the config
+/// file pins is 409.
+#[utoipa::path(patch, path = "/v1/tenant", tag = TAG, request_body = PatchTenant,
     responses((status = 200, body = Tenant)))]
 pub async fn update_own(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(body): ApiJson<UpdateTenant>,
+    ApiJson(body): ApiJson<PatchTenant>,
 ) -> Result<axum::Json<Tenant>, ApiError> {
-    let tenant = caller.may_adjust(body.settings.as_ref())?.key().to_string();
+    let tenant = caller
+        .may_adjust(body.settings.as_ref(), body.plan.is_some())?
+        .key()
+        .to_string();
     update_tenant(state, caller, tenant, body).await
 }
 
@@ -52,17 +56,29 @@ async fn update_tenant(
     state: AppState,
     caller: Caller,
     tenant: String,
-    body: UpdateTenant,
+    mut body: PatchTenant,
 ) -> Result<axum::Json<Tenant>, ApiError> {
     let registry = state.registry.clone();
     blocking(move || {
-        Ok(axum::Json(registry.update_tenant(
+        let plan = body.plan.take();
+        Ok(axum::Json(registry.patch_tenant(
             &tenant,
-            body,
+            body.into(),
+            plan,
             &caller.actor,
         )?))
     })
     .await
+}
+
+/// The plans of the server's configuration (`[[plans]]`).
+#[utoipa::path(get, path = "/v1/plans", tag = TAG, responses((status = 200, body = Vec<Plan>)))]
+pub async fn plans(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<Vec<Plan>>, ApiError> {
+    caller.require_operator()?;
+    Ok(axum::Json(state.registry.plans()))
 }
 
 /// Who the caller is and the tenants it may act in, with its roles in
@@ -94,14 +110,16 @@ pub async fn get(
     Ok(axum::Json(state.registry.get_tenant(&tenant)?))
 }
 
-/// Rename a tenant or merge its settings (JSON merge patch).
-#[utoipa::path(patch, path = "/v1/tenants/{tenant}", tag = TAG, request_body = UpdateTenant,
+/// Rename a tenant, merge its settings (JSON merge patch) or change its
+/// plan (an unknown plan is 400; `null` removes it). A setting the config
+/// file pins for the tenant is 409.
+#[utoipa::path(patch, path = "/v1/tenants/{tenant}", tag = TAG, request_body = PatchTenant,
     params(("tenant" = String, Path, description = "id or slug")), responses((status = 200, body = Tenant)))]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(tenant): ApiPath<String>,
-    ApiJson(body): ApiJson<UpdateTenant>,
+    ApiJson(body): ApiJson<PatchTenant>,
 ) -> Result<axum::Json<Tenant>, ApiError> {
     caller.require_operator()?;
     update_tenant(state, caller, tenant, body).await

@@ -108,12 +108,18 @@ impl Caller {
     }
 
     /// The tenant scope a tenant's own change acts on, when it changes
-    /// only what a tenant adjusts itself.
+    /// only what a tenant adjusts itself: never its plan.
     pub fn may_adjust(
         &self,
         settings: Option<&serde_json::Map<String, serde_json::Value>>,
+        changes_plan: bool,
     ) -> Result<ScopeId, AuthError> {
         let scope = self.admin_scope()?;
+        if changes_plan {
+            return Err(AuthError::NotAdjustable(String::from(
+                "`plan` is set by the operator; a tenant cannot change its own plan",
+            )));
+        }
         if let Some(settings) = settings {
             check_adjustable(settings)?;
         }

@@ -11,7 +11,8 @@ use super::{Decider, DecisionError};
 
 impl Decider {
     /// Admits `decisions` decisions for tenant `tenant_id`: the rate
-    /// limit, the running-evaluation cap and the monthly budget. The first
+    /// limit, the running-evaluation cap and the monthly budget; a tenant
+    /// whose trial ended is refused until its plan changes. The first
     /// refusal of an episode is written to the tenant's audit log; the
     /// refusals that follow it until the tenant is admitted again are only
     /// counted. A suspended tenant is not limited: its decisions are
@@ -63,6 +64,24 @@ impl Decider {
         }
         if view.record.status == ward_types::TenantStatus::Suspended {
             return Ok(Gates::unlimited());
+        }
+        if let Some(first_of_episode) = self.registry.billing_required(&view) {
+            let plan = view.record.plan.clone().unwrap_or_default();
+            if first_of_episode {
+                let details = serde_json::json!({
+                    "plan": plan,
+                    "trial_ends_at": view.record.trial_ends_at,
+                });
+                self.audit
+                    .queue_event(
+                        &view.record.id,
+                        actor,
+                        ward_types::AuditKind::BillingRequired,
+                        details,
+                    )
+                    .map_err(DecisionError::Audit)?;
+            }
+            return Err(DecisionError::BillingRequired { plan });
         }
         let count = u32::try_from(decisions).unwrap_or(u32::MAX);
         let refusal = match self.gates.admit(&view.record.id, &view.settings, count) {

@@ -86,10 +86,10 @@ pub fn check_request(request: &AuthorizeRequest) -> Result<(), String> {
         ("resource.type", &request.resource.kind),
         ("resource.id", &request.resource.id),
     ];
-    match fields.iter().find(|(_, value)| value.is_empty()) {
-        Some((name, _)) => Err(format!("{name} must not be empty")),
-        None => Ok(()),
+    if let Some((name, _)) = fields.iter().find(|(_, value)| value.is_empty()) {
+        return Err(format!("{name} must not be empty"));
     }
+    crate::gates::spend::Charge::of(request).map(|_| ())
 }
 
 impl Decider {

@@ -108,6 +108,7 @@ mod tests {
                 context: Map::new(),
                 agent: None,
                 policy: None,
+                remaining: None,
             },
             failure: Some(PolicyFailure {
                 kind: PolicyErrorKind::Trap,

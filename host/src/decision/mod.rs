@@ -62,6 +62,14 @@ pub enum DecisionError {
         /// The tenant's burst.
         burst: u32,
     },
+    /// The tenant's trial has ended and it is still on the trial plan.
+    #[error(
+        "the trial of plan `{plan}` ended; authorize calls are refused until the tenant's plan changes"
+    )]
+    BillingRequired {
+        /// The trial plan.
+        plan: String,
+    },
     /// The audit log refused an entry: the decision is not answered.
     #[error("cannot write the audit log")]
     Audit(#[source] StoreError),
@@ -77,6 +85,7 @@ impl DecisionError {
             DecisionError::TenantNotFound(_) => ErrorCode::NotFound,
             DecisionError::Refused { refusal } => refusal.reason.code(),
             DecisionError::BatchExceedsBurst { .. } => ErrorCode::BatchExceedsBurst,
+            DecisionError::BillingRequired { .. } => ErrorCode::BillingRequired,
             DecisionError::Audit(_) | DecisionError::Dropped => ErrorCode::Internal,
         }
     }

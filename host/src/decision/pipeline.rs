@@ -16,6 +16,7 @@ use ward_types::{
 use super::entry::DecisionEntry;
 use super::{Chosen, Decider, DecisionError};
 use crate::gates::Tally;
+use crate::gates::spend::{Charge, Spent};
 use crate::registry::{BUILTIN_POLICY, Scopes, TenantView};
 use crate::sandbox::{self, Batch, Consumed, PolicyFailure, Slice};
 
@@ -50,15 +51,114 @@ impl Decider {
         let Some(view) = &scopes.tenant else {
             return Err(DecisionError::TenantNotFound(String::new()));
         };
-        let Some(outcome) = self.evaluate(view, scopes, batch, request, started, slice) else {
+        let Some(mut outcome) = self.evaluate(view, scopes, batch, request, started, slice) else {
             return Ok(None);
         };
+        self.spend(view, scopes, request, actor, &mut outcome);
         let entry = DecisionEntry::new(&outcome, request, actor);
         self.audit
             .record_decision(&view.record.id, entry.id, &entry)
             .map_err(DecisionError::Audit)?;
         self.count(&view.record.id, &outcome);
         Ok(Some(outcome))
+    }
+
+    /// Charges an allowed decision's `cost` to the tenant's and its
+    /// agent's spend budgets: a `block` budget it would pass turns it into
+    /// a deny (`budget_exhausted:<unit>`), a `warn` budget it passes adds
+    /// a reason (`budget_warning:<unit>`) and, at 80% and 100%, an audit
+    /// event. Denied decisions spend nothing.
+    fn spend(
+        &self,
+        view: &TenantView,
+        scopes: &Scopes,
+        request: &AuthorizeRequest,
+        actor: &str,
+        outcome: &mut DecisionOutcome,
+    ) {
+        let response = &mut outcome.response;
+        let charge = match Charge::of(request) {
+            Ok(Some(charge)) => charge,
+            Ok(None) => return,
+            Err(_) => {
+                // Checked at the door; a batch item may still carry one.
+                response.decision = false;
+                response.reasons = vec![String::from("invalid_cost")];
+                return;
+            }
+        };
+        if !response.decision || outcome.failure.is_some() {
+            return;
+        }
+        let agent = scopes.resolve(|index| index.agents.get(&request.subject.id));
+        let agent = agent.map(|(entry, _)| (entry.agent.name.as_str(), &entry.agent.budgets));
+        let month = crate::gates::month_of(self.gates.clock().now_ms());
+        let spent = self.gates.spending().charge(
+            &view.record.id,
+            month,
+            agent,
+            &view.settings.budgets,
+            &charge,
+        );
+        match spent {
+            Spent::Exhausted { unit, remaining } => {
+                response.decision = false;
+                response.reasons = vec![format!("budget_exhausted:{unit}")];
+                response.remaining = Some(ward_types::Cost::from([(unit, remaining)]));
+            }
+            Spent::Within {
+                remaining,
+                over,
+                warnings,
+            } => {
+                response
+                    .reasons
+                    .extend(over.iter().map(|unit| format!("budget_warning:{unit}")));
+                if !remaining.is_empty() {
+                    response.remaining = Some(remaining);
+                }
+                for warning in warnings {
+                    let details = serde_json::to_value(&warning).unwrap_or(Value::Null);
+                    // Queued like the decision: never a wait for the disk.
+                    if let Err(err) = self.audit.queue_event(
+                        &view.record.id,
+                        actor,
+                        ward_types::AuditKind::BudgetWarning,
+                        details,
+                    ) {
+                        tracing::error!(%err, "a budget warning could not be queued");
+                    }
+                }
+            }
+        }
+    }
+
+    /// This month's spend of tenant `tenant_id` and of its agents, each
+    /// against its budgets.
+    pub fn spend_report(
+        &self,
+        tenant_id: &str,
+    ) -> Result<crate::gates::spend::SpendReport, DecisionError> {
+        let scope = crate::registry::ScopeId::Tenant(tenant_id.to_string());
+        let scopes = self
+            .registry
+            .scopes(&scope)
+            .map_err(|_| DecisionError::TenantNotFound(tenant_id.to_string()))?;
+        let Some(view) = &scopes.tenant else {
+            return Err(DecisionError::TenantNotFound(tenant_id.to_string()));
+        };
+        let month = crate::gates::month_of(self.gates.clock().now_ms());
+        let agent_budgets = |name: &str| {
+            scopes
+                .resolve(|index| index.agents.get(name))
+                .map(|(entry, _)| entry.agent.budgets.clone())
+        };
+        Ok(self.gates.spending().report(
+            &view.record.id,
+            month,
+            &view.settings.budgets,
+            &agent_budgets,
+        ))
     }
 
     fn count(&self, tenant: &str, outcome: &DecisionOutcome) {
@@ -98,6 +198,7 @@ impl Decider {
                     context: Map::new(),
                     agent,
                     policy,
+                    remaining: None,
                 },
                 failure: None,
                 usage: None,
@@ -198,6 +299,7 @@ impl Decider {
                 context,
                 agent: agent_ref,
                 policy: Some(policy_ref),
+                remaining: None,
             },
             failure: outcome.failure,
             usage: Some(outcome.usage),

@@ -165,6 +165,7 @@ fn agent(policy: Option<&str>) -> PutAgent {
         attributes: Default::default(),
         permissions: Vec::new(),
         policy: policy.map(str::to_string),
+        budgets: Default::default(),
     }
 }
 

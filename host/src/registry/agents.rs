@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use ward_types::{Agent, AuditKind, PutAgent, Timestamp};
+use ward_types::{Agent, AgentPage, AgentStatus, AuditKind, PutAgent, Timestamp};
 
 use super::index::AgentEntry;
 use super::names::{check_name, clip};
@@ -16,6 +16,10 @@ const MAX_ACTIONS: usize = 100;
 const MAX_PATTERN_CHARS: usize = 512;
 const MAX_TYPE_CHARS: usize = 64;
 const MAX_ATTRIBUTES_BYTES: usize = 64 << 10;
+/// Most agents one page of a listing holds.
+const MAX_AGENT_PAGE: usize = 1000;
+/// Page size of a listing given a cursor but no limit.
+const DEFAULT_AGENT_PAGE: usize = 100;
 
 impl Registry {
     /// Creates or replaces agent `name` in `scope`; `true` when created.
@@ -72,6 +76,7 @@ impl Registry {
             attributes: body.attributes,
             permissions: body.permissions,
             policy: body.policy,
+            budgets: body.budgets,
             created_at: existing.unwrap_or(now),
             updated_at: now,
         };
@@ -115,6 +120,27 @@ impl Registry {
             .collect())
     }
 
+    /// The agents `scope` sees (as [`Registry::list_agents`]) of this
+    /// `status` and type `kind`, by name: all of them, or one page when a
+    /// `limit` or a `cursor` (the previous page's `next_cursor`) is given.
+    pub fn list_agents_page(
+        &self,
+        scope: &ScopeId,
+        status: Option<AgentStatus>,
+        kind: Option<&str>,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<AgentPage> {
+        let listing = Listing::new(status, kind, limit, cursor)?;
+        let scopes = self.scopes(scope)?;
+        Ok(listing.page(
+            scopes
+                .merged(|index| &index.agents)
+                .into_iter()
+                .map(|entry| &entry.agent),
+        ))
+    }
+
     /// Deletes agent `name` from `scope`.
     pub fn delete_agent(&self, scope: &ScopeId, name: &str, actor: &str) -> Result<()> {
         let _guard = self.lock()?;
@@ -144,6 +170,91 @@ impl Registry {
     }
 }
 
+/// One agent listing, checked: its filters and the page it answers.
+#[derive(Debug)]
+struct Listing<'q> {
+    status: Option<AgentStatus>,
+    kind: Option<&'q str>,
+    /// The page starts after this name, the previous page's last.
+    after: Option<String>,
+    /// `usize::MAX` when the whole listing is asked for.
+    limit: usize,
+}
+
+impl<'q> Listing<'q> {
+    fn new(
+        status: Option<AgentStatus>,
+        kind: Option<&'q str>,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<Self> {
+        let invalid = |message: String| Err(RegistryError::Invalid(message));
+        if let Some(kind) = kind
+            && (kind.is_empty() || kind.chars().count() > MAX_TYPE_CHARS)
+        {
+            return invalid(format!("type must be 1-{MAX_TYPE_CHARS} characters"));
+        }
+        let limit = match (limit, cursor) {
+            (Some(limit), _) if !(1..=MAX_AGENT_PAGE).contains(&limit) => {
+                return invalid(format!("limit must be between 1 and {MAX_AGENT_PAGE}"));
+            }
+            (Some(limit), _) => limit,
+            (None, Some(_)) => DEFAULT_AGENT_PAGE,
+            (None, None) => usize::MAX,
+        };
+        Ok(Listing {
+            status,
+            kind,
+            after: cursor.map(name_after).transpose()?,
+            limit,
+        })
+    }
+
+    /// The page of `sorted`, agents sorted by name, this listing answers;
+    /// `next_cursor` only when an agent past the page matches too, so the
+    /// last page says it is the last.
+    fn page<'a>(&self, sorted: impl IntoIterator<Item = &'a Agent>) -> AgentPage {
+        let mut matching = sorted
+            .into_iter()
+            .skip_while(|agent| {
+                self.after
+                    .as_ref()
+                    .is_some_and(|after| agent.name <= *after)
+            })
+            .filter(|agent| self.status.is_none_or(|status| agent.status == status))
+            .filter(|agent| self.kind.is_none_or(|kind| agent.kind == kind));
+        let agents: Vec<Agent> = matching.by_ref().take(self.limit).cloned().collect();
+        let next_cursor = match agents.last() {
+            Some(last) if agents.len() == self.limit && matching.next().is_some() => {
+                Some(cursor_after(&last.name))
+            }
+            _ => None,
+        };
+        AgentPage {
+            agents,
+            next_cursor,
+        }
+    }
+}
+
+/// The cursor of a page ending with agent `name`: its name in lowercase
+/// hex, opaque to clients and safe in a query string.
+fn cursor_after(name: &str) -> String {
+    hex::encode(name)
+}
+
+/// The name a cursor of [`cursor_after`] was made from; anything it could
+/// not have made is refused.
+fn name_after(cursor: &str) -> Result<String> {
+    let forged = || RegistryError::Invalid(String::from("cursor is not one this server gave out"));
+    let bytes = hex::decode(cursor).map_err(|_| forged())?;
+    let name = String::from_utf8(bytes).map_err(|_| forged())?;
+    if cursor_after(&name) != cursor || check_name("agent", &name).is_err() {
+        return Err(forged());
+    }
+    Ok(name)
+}
+
 fn check_agent_body(body: &PutAgent) -> Result<()> {
     let invalid = |message: String| Err(RegistryError::Invalid(message));
     if body.kind.is_empty()
@@ -153,6 +264,9 @@ fn check_agent_body(body: &PutAgent) -> Result<()> {
         return invalid(format!(
             "agent type must be 1-{MAX_TYPE_CHARS} printable characters"
         ));
+    }
+    if let Err(err) = ward_types::check_budgets(&body.budgets) {
+        return invalid(format!("budgets: {err}"));
     }
     if body.permissions.len() > MAX_PERMISSIONS {
         return invalid(format!(
@@ -188,4 +302,159 @@ fn check_agent_body(body: &PutAgent) -> Result<()> {
         check_name("policy", policy)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use ward_types::Scope;
+
+    use super::*;
+
+    /// Read from JSON, as the store does, so that fields with defaults
+    /// need not be spelled out here.
+    fn agent(name: &str, kind: &str, status: AgentStatus) -> Agent {
+        let now = Timestamp::now();
+        serde_json::from_value(json!({
+            "name": name,
+            "scope": Scope::Tenant,
+            "type": kind,
+            "status": status,
+            "attributes": {},
+            "permissions": [],
+            "policy": null,
+            "created_at": now,
+            "updated_at": now,
+        }))
+        .unwrap()
+    }
+
+    /// `a00`..`a24`, every third disabled, even ones of type `service`.
+    fn sorted() -> Vec<Agent> {
+        (0..25)
+            .map(|i| {
+                let status = if i % 3 == 0 {
+                    AgentStatus::Disabled
+                } else {
+                    AgentStatus::Active
+                };
+                let kind = if i % 2 == 0 { "service" } else { "user" };
+                agent(&format!("a{i:02}"), kind, status)
+            })
+            .collect()
+    }
+
+    fn names(page: &AgentPage) -> Vec<&str> {
+        page.agents.iter().map(|a| a.name.as_str()).collect()
+    }
+
+    fn page(
+        status: Option<AgentStatus>,
+        kind: Option<&str>,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<AgentPage> {
+        Ok(Listing::new(status, kind, limit, cursor)?.page(&sorted()))
+    }
+
+    #[test]
+    fn without_limit_or_cursor_every_match_is_listed() {
+        let all = page(None, None, None, None).unwrap();
+        assert_eq!(all.agents.len(), 25);
+        assert_eq!(all.next_cursor, None);
+
+        let disabled = page(Some(AgentStatus::Disabled), None, None, None).unwrap();
+        assert_eq!(
+            names(&disabled),
+            [
+                "a00", "a03", "a06", "a09", "a12", "a15", "a18", "a21", "a24"
+            ]
+        );
+        let services = page(Some(AgentStatus::Disabled), Some("service"), None, None).unwrap();
+        assert_eq!(names(&services), ["a00", "a06", "a12", "a18", "a24"]);
+        assert!(
+            page(None, Some("servic"), None, None)
+                .unwrap()
+                .agents
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn pages_follow_each_other_without_gaps_or_repeats() {
+        let mut cursor = None;
+        let mut seen = Vec::new();
+        let mut pages = 0;
+        loop {
+            let page = page(None, None, Some(10), cursor.as_deref()).unwrap();
+            pages += 1;
+            seen.extend(page.agents.iter().map(|a| a.name.clone()));
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 3);
+        let expected: Vec<String> = sorted().into_iter().map(|a| a.name).collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn a_page_that_ends_the_listing_has_no_cursor() {
+        // 16 active agents: a page of exactly 16 is the last one.
+        let active = page(Some(AgentStatus::Active), None, Some(16), None).unwrap();
+        assert_eq!(active.agents.len(), 16);
+        assert_eq!(active.next_cursor, None);
+        let first = page(Some(AgentStatus::Active), None, Some(12), None).unwrap();
+        let cursor = first.next_cursor.unwrap();
+        let rest = page(Some(AgentStatus::Active), None, Some(12), Some(&cursor)).unwrap();
+        assert_eq!(names(&rest), ["a19", "a20", "a22", "a23"]);
+        assert_eq!(rest.next_cursor, None);
+    }
+
+    #[test]
+    fn a_cursor_alone_pages_by_the_default_size() {
+        let cursor = cursor_after("a00");
+        let rest = page(None, None, None, Some(&cursor)).unwrap();
+        assert_eq!(rest.agents.len(), 24);
+        assert_eq!(rest.agents[0].name, "a01");
+        assert_eq!(rest.next_cursor, None);
+    }
+
+    #[test]
+    fn a_cursor_past_a_deleted_agent_still_places_the_page() {
+        // The page after `a05b`, a name no longer (or never) listed.
+        let cursor = cursor_after("a05b");
+        let next = page(None, None, Some(2), Some(&cursor)).unwrap();
+        assert_eq!(names(&next), ["a06", "a07"]);
+    }
+
+    #[test]
+    fn bad_limits_types_and_cursors_are_refused() {
+        for limit in [0, MAX_AGENT_PAGE + 1] {
+            let err = page(None, None, Some(limit), None).unwrap_err();
+            assert!(err.to_string().starts_with("limit "), "{err}");
+        }
+        assert!(page(None, None, Some(MAX_AGENT_PAGE), None).is_ok());
+        for kind in [String::new(), "t".repeat(MAX_TYPE_CHARS + 1)] {
+            let err = page(None, Some(&kind), None, None).unwrap_err();
+            assert!(err.to_string().starts_with("type "), "{err}");
+        }
+        let not_utf8 = hex::encode([0xff, 0xfe]);
+        let upper = cursor_after("zz").to_uppercase();
+        let spaced = cursor_after("has space");
+        for cursor in ["", "bogus", "abc", &upper, &not_utf8, &spaced] {
+            let err = page(None, None, Some(5), Some(cursor)).unwrap_err();
+            assert!(
+                matches!(&err, RegistryError::Invalid(m) if m.starts_with("cursor ")),
+                "{cursor}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cursor_round_trips_any_agent_name() {
+        for name in ["a", "reports/q3", "ünïcode", &"n".repeat(256)] {
+            assert_eq!(name_after(&cursor_after(name)).unwrap(), name);
+        }
+    }
 }

@@ -116,7 +116,10 @@ impl Registry {
         };
         let settings = record.and_then(|(record, bytes)| {
             match TenantSettings::from_overrides(&record.settings) {
-                Ok(settings) => Some((record, settings)),
+                Ok(_) => {
+                    let effective = self.settings_or_own(&record);
+                    Some((record, effective))
+                }
                 Err(err) => {
                     let reason = format!("tenant `{}` settings: {err}", record.id);
                     set_aside::move_aside(store, Kind::Tenant, scope, &bytes, &reason);
@@ -135,8 +138,8 @@ impl Registry {
                 self.audit.forget_scope(scope);
                 self.gates.forget(scope);
             }
-            Some((record, settings)) => {
-                let view = TenantView::new(record, settings, objects);
+            Some((record, (settings, sources))) => {
+                let view = TenantView::new(record, settings, objects).sourced(sources);
                 match directory.by_id.get(scope) {
                     Some(slot) => slot.view.store(Arc::new(view)),
                     None => {

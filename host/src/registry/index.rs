@@ -29,6 +29,10 @@ pub(crate) struct TenantRecord {
     pub updated_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<TenantOwner>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial_ends_at: Option<Timestamp>,
 }
 
 /// One scope's objects.
@@ -127,10 +131,16 @@ impl DataEntry {
     }
 }
 
+/// Where each effective setting comes from, by name (`default`,
+/// `plan:<name>`, `tenant`, `file`).
+pub(crate) type Sources = std::collections::BTreeMap<String, String>;
+
 /// Everything about one tenant that a decision reads.
 pub(crate) struct TenantView {
     pub record: TenantRecord,
     pub settings: TenantSettings,
+    /// Where each setting comes from (`default`, `plan:<name>`, …).
+    pub sources: Sources,
     pub wit: sandbox::Tenant,
     pub scope: Objects,
 }
@@ -144,8 +154,15 @@ impl TenantView {
             },
             record,
             settings,
+            sources: Sources::new(),
             scope,
         }
+    }
+
+    /// The view, with where each setting comes from.
+    pub fn sourced(mut self, sources: Sources) -> Self {
+        self.sources = sources;
+        self
     }
 
     pub fn tenant(&self) -> Tenant {
@@ -156,6 +173,9 @@ impl TenantView {
             kind: self.record.kind,
             status: self.record.status,
             settings: self.settings.clone(),
+            settings_source: self.sources.clone(),
+            plan: self.record.plan.clone(),
+            trial_ends_at: self.record.trial_ends_at,
             created_at: self.record.created_at,
             updated_at: self.record.updated_at,
             owner: self.record.owner.clone(),

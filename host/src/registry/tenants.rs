@@ -31,8 +31,8 @@ impl Registry {
         check_slug(&request.slug)?;
         check_display_name(&request.name)?;
         let overrides = request.settings.unwrap_or_default();
-        let settings = self.effective_settings(&overrides)?;
-        self.check_default_policy(&settings, None, None)?;
+        self.check_not_pinned(&request.slug, &overrides)?;
+        let (plan, trial_ends_at) = self.starting_plan(request.kind);
 
         let _guard = self.lock()?;
         if self.directory.load().by_slug.contains_key(&request.slug) {
@@ -52,11 +52,12 @@ impl Registry {
                 .filter(|slot| slot.view.load().record.owner.as_ref() == Some(owner))
                 .count();
             if owned >= *max_owned {
-                return Err(RegistryError::QuotaExceeded {
+                let refused = Err(RegistryError::QuotaExceeded {
                     quota: "self_service_max_tenants",
                     limit: *max_owned as u64,
                     message: format!("this user already owns its maximum of {max_owned} tenants"),
                 });
+                return self.audit_quota(&ScopeId::Global, actor, &request.slug, refused);
             }
         }
         let owner = owner.map(|(owner, _)| owner);
@@ -71,7 +72,11 @@ impl Registry {
             created_at: now,
             updated_at: now,
             owner,
+            plan,
+            trial_ends_at,
         };
+        let (settings, sources) = self.settings_for(&record)?;
+        self.check_default_policy(&settings, None, None)?;
         self.commit(vec![
             Write::put_json(Kind::Tenant, record.id.clone(), &record)?,
             Write::Put {
@@ -80,7 +85,7 @@ impl Registry {
                 value: record.id.clone().into_bytes(),
             },
         ])?;
-        let view = TenantView::new(record, settings, Objects::default());
+        let view = TenantView::new(record, settings, Objects::default()).sourced(sources);
         let tenant = view.tenant();
         let mut directory = (**self.directory.load()).clone();
         directory
@@ -132,30 +137,58 @@ impl Registry {
         update: UpdateTenant,
         actor: &str,
     ) -> Result<Tenant> {
+        self.patch_tenant(id_or_slug, update, None, actor)
+    }
+
+    /// [`Registry::update_tenant`], and when `plan` is given, puts the
+    /// tenant on that plan (`Some(None)`: none), its trial starting now if
+    /// the plan has one. A settings change the config file pins for the
+    /// tenant is refused.
+    pub fn patch_tenant(
+        &self,
+        id_or_slug: &str,
+        update: UpdateTenant,
+        plan: Option<Option<String>>,
+        actor: &str,
+    ) -> Result<Tenant> {
         if let Some(name) = &update.name {
             check_display_name(name)?;
         }
+        let new_plan = plan
+            .as_ref()
+            .map(|plan| self.plan_named(plan.as_deref()))
+            .transpose()?;
         let _guard = self.lock()?;
         let slot = self.tenant_slot(id_or_slug)?;
         let current = slot.view.load_full();
         let mut record = current.record.clone();
+        if let Some(patch) = &update.settings {
+            self.check_not_pinned(&record.slug, patch)?;
+        }
         if let Some(name) = update.name.clone() {
             record.name = name;
         }
         if let Some(patch) = &update.settings {
             merge_patch(&mut record.settings, patch);
         }
-        let settings = self.effective_settings(&record.settings)?;
+        if let Some((plan, trial_ends_at)) = new_plan {
+            record.plan = plan;
+            record.trial_ends_at = trial_ends_at;
+        }
+        let (settings, sources) = self.settings_for(&record)?;
         self.check_default_policy(
             &settings,
             Some(&current.scope),
             current.settings.default_policy.as_deref(),
         )?;
-        let details = json!({"name": update.name, "settings": update.settings});
+        let mut details = json!({"name": update.name, "settings": update.settings});
+        if let Some(plan) = &plan {
+            details["plan"] = json!(plan);
+        }
         self.replace_tenant(
             &slot,
             record,
-            settings,
+            (settings, sources),
             &current,
             actor,
             AuditKind::TenantUpdated,
@@ -179,7 +212,7 @@ impl Registry {
             TenantStatus::Active => AuditKind::TenantActivated,
             TenantStatus::Suspended => AuditKind::TenantSuspended,
         };
-        let settings = current.settings.clone();
+        let settings = (current.settings.clone(), current.sources.clone());
         self.replace_tenant(&slot, record, settings, &current, actor, kind, json!({}))
     }
 
@@ -190,7 +223,7 @@ impl Registry {
         &self,
         slot: &TenantSlot,
         mut record: TenantRecord,
-        settings: TenantSettings,
+        (settings, sources): (TenantSettings, super::plans::Sources),
         current: &TenantView,
         actor: &str,
         kind: AuditKind,
@@ -202,7 +235,7 @@ impl Registry {
             record.id.clone(),
             &record,
         )?])?;
-        let view = TenantView::new(record, settings, current.scope.clone());
+        let view = TenantView::new(record, settings, current.scope.clone()).sourced(sources);
         let tenant = view.tenant();
         slot.view.store(Arc::new(view));
         let scope = ScopeId::Tenant(tenant.id.clone());
@@ -250,6 +283,7 @@ impl Registry {
         self.keys.forget_tenant(&record.id);
         self.audit.forget_scope(&record.id);
         self.gates.forget(&record.id);
+        self.forget_billing(&record.id);
         self.sweep_tenant(&record.id)?;
         self.audit_event(
             &ScopeId::Global,
@@ -318,7 +352,11 @@ impl Registry {
         Ok(())
     }
 
-    fn effective_settings(&self, overrides: &Map<String, Value>) -> Result<TenantSettings> {
+    /// Settings from `overrides` over the host's defaults, checked.
+    pub(super) fn effective_settings(
+        &self,
+        overrides: &Map<String, Value>,
+    ) -> Result<TenantSettings> {
         let settings = TenantSettings::from_overrides(overrides)
             .map_err(|err| RegistryError::Invalid(format!("invalid settings: {err}")))?;
         let host = self.sandbox.config();

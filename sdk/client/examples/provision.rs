@@ -57,6 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 actions: vec!["read".into(), "export".into()],
             }],
             policy: None,
+            budgets: Default::default(),
         },
     )
     .await?;

@@ -2,8 +2,9 @@
 //!
 //! Every route of the API has a method here, taking and returning the same
 //! types the server uses (from the `ward-types` crate, re-exported as
-//! [`types`]). Calls refused with 429 or 503 are retried with backoff,
-//! waiting at least as long as the server's `Retry-After` asks.
+//! [`types`]). Calls refused with 503, or with 429 and `Retry-After`, are
+//! retried with backoff, waiting at least as long as `Retry-After` asks (a
+//! 429 without it is a capacity quota, which no wait clears).
 //!
 //! ```no_run
 //! use ward_client::Client;
@@ -48,11 +49,25 @@ pub use retry::RetryPolicy;
 pub use ward_types as types;
 
 use types::{
-    ActivatePolicy, Agent, ApiKeyInfo, AuditPage, AuditQuery, AuthorizeRequest, BatchRequest,
-    BatchResponse, CreateKey, CreateTenant, CreatedKey, DataDocument, DecisionResponse, Discovery,
-    ErrorBody, Evaluation, Evaluations, PolicyInfo, PutAgent, Status, Tenant, UpdateTenant,
-    UploadedPolicy, Usage,
+    ActivatePolicy, Agent, AgentPage, AgentStatus, ApiKeyInfo, AuditPage, AuditQuery,
+    AuthorizeRequest, BatchRequest, BatchResponse, CreateKey, CreateTenant, CreatedKey,
+    DataDocument, DecisionResponse, Discovery, ErrorBody, Evaluation, Evaluations, PolicyInfo,
+    PutAgent, Status, Tenant, UpdateTenant, UploadedPolicy, Usage,
 };
+
+/// Which agents [`Client::list_agents_filtered`] lists; all optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentFilter {
+    /// Only agents of this status.
+    pub status: Option<AgentStatus>,
+    /// Only agents of this type (exact match).
+    pub kind: Option<String>,
+    /// Page size, 1–1000 (the server's default is 100 when only a cursor
+    /// is given).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
 
 /// The header that names the tenant an operator acts on.
 pub const TENANT_HEADER: &str = "x-tenant-id";
@@ -255,10 +270,14 @@ impl Client {
             let wait = match request.send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    if !matches!(status, 429 | 503) || attempt >= retry.max_retries {
+                    let after = retry::retry_after(response.headers());
+                    // A 429 without Retry-After is a capacity quota, which
+                    // no wait clears.
+                    let passing = status == 503 || (status == 429 && after.is_some());
+                    if !passing || attempt >= retry.max_retries {
                         return Ok(response);
                     }
-                    retry.delay(attempt, retry::retry_after(response.headers()))
+                    retry.delay(attempt, after)
                 }
                 // Nothing reached the server: safe to try again.
                 Err(err) if err.is_connect() && attempt < retry.max_retries => {
@@ -379,6 +398,37 @@ impl Client {
     /// Every agent visible: the tenant's own and inherited global ones.
     pub async fn list_agents(&self) -> Result<Vec<Agent>> {
         let url = self.url(&self.scoped(&["agents"]), &[])?;
+        self.call(Method::GET, url, Body::Empty).await
+    }
+
+    /// The agents visible that `filter` selects, by name: with neither
+    /// `limit` nor `cursor` all of them in one page, else one page whose
+    /// `next_cursor`, set as the next call's `cursor`, gives the next.
+    pub async fn list_agents_filtered(&self, filter: &AgentFilter) -> Result<AgentPage> {
+        let limit = filter.limit.map(|l| l.to_string());
+        let status = filter.status.map(|s| match s {
+            AgentStatus::Active => "active",
+            AgentStatus::Disabled => "disabled",
+        });
+        let fields = [
+            ("status", status),
+            ("type", filter.kind.as_deref()),
+            ("limit", limit.as_deref()),
+            ("cursor", filter.cursor.as_deref()),
+        ];
+        let pairs: Vec<(&str, &str)> = fields
+            .iter()
+            .filter_map(|(name, value)| value.map(|v| (*name, v)))
+            .collect();
+        let url = self.url(&self.scoped(&["agents"]), &pairs)?;
+        if filter.limit.is_none() && filter.cursor.is_none() {
+            // Without paging the server answers the plain list.
+            let agents = self.call(Method::GET, url, Body::Empty).await?;
+            return Ok(AgentPage {
+                agents,
+                next_cursor: None,
+            });
+        }
         self.call(Method::GET, url, Body::Empty).await
     }
 

@@ -47,6 +47,9 @@ pub struct Agent {
     pub permissions: Vec<Permission>,
     /// The policy that decides for this agent, when not the default.
     pub policy: Option<String>,
+    /// Monthly spend budgets of this agent alone, by unit.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub budgets: crate::Budgets,
     /// When created.
     pub created_at: Timestamp,
     /// When last changed.
@@ -75,4 +78,19 @@ pub struct PutAgent {
     /// A policy name, resolved narrowest-first at decision time.
     #[serde(default)]
     pub policy: Option<String>,
+    /// Monthly spend budgets of this agent alone, by unit (on top of the
+    /// tenant's). Defaults to none.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub budgets: crate::Budgets,
+}
+
+/// One page of `GET /v1/agents?limit=…&cursor=…`, by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AgentPage {
+    /// The agents, sorted by name.
+    pub agents: Vec<Agent>,
+    /// Pass as `cursor` to get the next page; absent on the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }

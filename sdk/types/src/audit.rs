@@ -46,10 +46,14 @@ pub enum AuditKind {
     RateLimited,
     /// Calls were refused because the monthly budget is spent.
     BudgetExhausted,
+    /// A spend budget with `action: warn` reached 80% or 100%.
+    BudgetWarning,
     /// Calls were refused because too many evaluations were running.
     TooManyEvaluations,
     /// A write was refused by a quota.
     QuotaExceeded,
+    /// Authorize calls were refused because the tenant's trial ended.
+    BillingRequired,
 }
 
 /// One audit log entry.

@@ -90,6 +90,10 @@ pub struct DecisionResponse {
     pub agent: Option<AgentRef>,
     /// The policy that decided, if one ran.
     pub policy: Option<PolicyRef>,
+    /// For a request with a `cost`: what is left this month of each
+    /// budgeted unit it names (the least of the tenant's and the agent's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<crate::Cost>,
 }
 
 /// Body of `POST /v1/authorize/batch`.

@@ -74,6 +74,9 @@ macro_rules! error_codes {
 error_codes! {
     /// `/readyz`: the audit writer is behind.
     AuditBehind => "audit_behind",
+    /// The tenant's trial has ended: authorize calls are refused until
+    /// its plan changes.
+    BillingRequired => "billing_required",
     /// A batch larger than the tenant's burst: no wait makes it fit.
     BatchExceedsBurst => "batch_exceeds_burst",
     /// The tenant's decisions for the month are spent.

@@ -9,10 +9,11 @@ mod authz;
 mod error;
 mod keys;
 mod policy;
+mod spend;
 mod tenant;
 mod time;
 
-pub use agent::{Agent, AgentStatus, Permission, PutAgent};
+pub use agent::{Agent, AgentPage, AgentStatus, Permission, PutAgent};
 pub use audit::{AuditEntry, AuditKind, AuditPage, AuditQuery};
 pub use authz::{
     AgentRef, AuthorizeRequest, BatchRequest, BatchResponse, DecisionResponse, Discovery, Entity,
@@ -21,9 +22,11 @@ pub use authz::{
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, Limit};
 pub use keys::{ApiKeyInfo, CreateKey, CreatedKey, KeyRole};
 pub use policy::{ActivatePolicy, DataDocument, PolicyInfo, PolicyVersion, UploadedPolicy};
+pub use spend::{BudgetAction, Budgets, Cost, SpendBudget, UnitSpend, check_budgets, check_cost};
 pub use tenant::{
-    CreateTenant, HostBounds, Me, MyTenant, SandboxLimits, TENANT_ADJUSTABLE_SETTINGS, Tenant,
-    TenantKind, TenantOwner, TenantSettings, TenantStatus, UpdateTenant, Usage,
+    CreateTenant, HostBounds, Me, MyTenant, PatchTenant, Plan, SandboxLimits,
+    TENANT_ADJUSTABLE_SETTINGS, Tenant, TenantKind, TenantOwner, TenantSettings, TenantStatus,
+    UpdateTenant, Usage,
 };
 /// The bounds of tenant settings that do not depend on the host.
 pub mod bounds {

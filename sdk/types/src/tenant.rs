@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -17,8 +19,21 @@ pub struct Tenant {
     pub kind: TenantKind,
     /// Active or suspended.
     pub status: TenantStatus,
-    /// The effective settings: defaults with the tenant's overrides.
+    /// The effective settings: the host's defaults, then the plan's, then
+    /// the tenant's own, then the config file's overrides for it.
     pub settings: TenantSettings,
+    /// Where each setting's value comes from: `default`, `plan:<name>`,
+    /// `tenant` (set through the API) or `file` (pinned by the server's
+    /// config file).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings_source: BTreeMap<String, String>,
+    /// The plan the tenant is on, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    /// When the plan's trial ends; past it, authorize calls answer 402
+    /// `billing_required` until the plan changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial_ends_at: Option<Timestamp>,
     /// When created.
     pub created_at: Timestamp,
     /// When last changed.
@@ -45,6 +60,23 @@ pub const TENANT_ADJUSTABLE_SETTINGS: [&str; 3] = [
     "audit_retention_days",
     "allowed_agent_types",
 ];
+
+/// A plan of the server's configuration (`[[plans]]`, `GET /v1/plans`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Plan {
+    /// Its name, as tenants' `plan` names it.
+    pub name: String,
+    /// A trial plan: a tenant put on it may decide for this many days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial_days: Option<u32>,
+    /// The default settings of its tenants (above the host's defaults,
+    /// below the tenant's own); `max_decisions_per_month` is its monthly
+    /// allowance.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub settings: Map<String, Value>,
+}
 
 /// Who is calling and where it may act (`GET /v1/me`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,6 +159,9 @@ pub struct TenantSettings {
     pub default_policy: Option<String>,
     /// The sandbox limits of every evaluation.
     pub sandbox: SandboxLimits,
+    /// Monthly spend budgets by unit, for all the tenant's agents together.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub budgets: crate::Budgets,
 }
 
 impl Default for TenantSettings {
@@ -144,6 +179,7 @@ impl Default for TenantSettings {
             max_concurrent_evaluations: 64,
             default_policy: None,
             sandbox: SandboxLimits::default(),
+            budgets: crate::Budgets::new(),
         }
     }
 }
@@ -198,6 +234,7 @@ impl TenantSettings {
     /// with which every decision (or every upload) would fail; the error
     /// names the field.
     pub fn check(&self, host: &HostBounds) -> Result<(), String> {
+        crate::check_budgets(&self.budgets).map_err(|err| format!("budgets: {err}"))?;
         let between = |name: &str, value: u64, least: u64, most: u64| {
             if (least..=most).contains(&value) {
                 Ok(())
@@ -343,6 +380,47 @@ pub struct UpdateTenant {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub settings: Option<Map<String, Value>>,
+}
+
+/// Body of `PATCH /v1/tenants/{t}` and `PATCH /v1/tenant`: [`UpdateTenant`]
+/// and, for the operator only, the tenant's plan.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PatchTenant {
+    /// A new display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A merge patch of the tenant's own settings.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub settings: Option<Map<String, Value>>,
+    /// Absent: unchanged; a plan's name: that plan (its trial, if any,
+    /// starting now); `null`: no plan.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub plan: Option<Option<String>>,
+}
+
+/// A field that is present, `null` included.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+impl From<PatchTenant> for UpdateTenant {
+    fn from(patch: PatchTenant) -> Self {
+        UpdateTenant {
+            name: patch.name,
+            settings: patch.settings,
+        }
+    }
 }
 
 /// This month's usage and the limits that apply (`GET /v1/usage`).
