@@ -90,6 +90,12 @@ async fn a_block_budget_denies_the_call_that_would_overspend() {
         json!({"spent": 1000, "monthly": 1000, "remaining": 0, "action": "block"})
     );
     assert_eq!(usage.body["agents"]["bot"]["tokens"]["spent"], 1000);
+    let through_the_client = ward_client::Client::new(&server.base, &key)
+        .unwrap()
+        .usage()
+        .await
+        .unwrap();
+    assert_eq!(through_the_client.spend["tokens"].remaining, Some(0));
 
     // The AuthZEN form carries the cost in its context.
     let evaluation = server

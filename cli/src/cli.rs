@@ -169,7 +169,15 @@ pub enum TenantCommand {
         /// Settings patch as JSON; `null` resets a field.
         #[arg(long)]
         settings: Option<String>,
+        /// Put the tenant on this plan (its trial, if any, starting now).
+        #[arg(long, conflicts_with = "no_plan")]
+        plan: Option<String>,
+        /// Take the tenant off its plan.
+        #[arg(long)]
+        no_plan: bool,
     },
+    /// The plans the server's configuration defines.
+    Plans,
     /// Suspend a tenant: its decisions become denies.
     Suspend {
         /// Id or slug.

@@ -580,6 +580,8 @@ impl Gates {
                 .load(Ordering::Relaxed),
             budget_exhausted: gate.refused[Refused::BudgetExhausted.index()]
                 .load(Ordering::Relaxed),
+            spend: Default::default(),
+            agents: Default::default(),
         }
     }
 

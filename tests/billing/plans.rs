@@ -250,3 +250,58 @@ async fn plans_are_listed_and_only_the_operator_sets_a_known_one() {
         "default"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_and_the_cli_list_plans_and_move_a_tenant() {
+    let server = TestServer::start_with(PLANS).await;
+    server.tenant("movable").await;
+    let client = ward_client::Client::builder(&server.base)
+        .token(OPERATOR)
+        .build()
+        .unwrap();
+    let plans = client.list_plans().await.unwrap();
+    let names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["free", "pro", "trial"]);
+    let moved = client
+        .set_tenant_plan("movable", Some("pro"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (moved.plan.as_deref(), moved.trial_ends_at),
+        (Some("pro"), None)
+    );
+    let off = client.set_tenant_plan("movable", None).await.unwrap();
+    assert_eq!(off.plan, None);
+
+    let ward = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
+            .args(args)
+            .env("WARD_URL", &server.base)
+            .env("WARD_TOKEN", OPERATOR)
+            .env_remove("WARD_TENANT")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = ward(&["tenant", "plans"]);
+    assert!(
+        listed.contains("trial") && listed.contains("14"),
+        "{listed}"
+    );
+    let shown = ward(&["tenant", "update", "movable", "--plan", "trial"]);
+    assert!(shown.contains("plan: trial (trial ends"), "{shown}");
+    let json: serde_json::Value = serde_json::from_str(&ward(&[
+        "--json",
+        "tenant",
+        "update",
+        "movable",
+        "--no-plan",
+    ]))
+    .unwrap();
+    assert_eq!(json["plan"], serde_json::Value::Null);
+}

@@ -33,6 +33,12 @@ fn tenant_table(tenants: &[Tenant]) {
 
 fn tenant_detail(t: &Tenant) {
     tenant_table(std::slice::from_ref(t));
+    if let Some(plan) = &t.plan {
+        match t.trial_ends_at {
+            Some(end) => println!("\nplan: {plan} (trial ends {end})"),
+            None => println!("\nplan: {plan}"),
+        }
+    }
     if let Ok(settings) = serde_json::to_string_pretty(&t.settings) {
         println!("\nsettings: {settings}");
     }
@@ -73,15 +79,39 @@ pub async fn tenant(ctx: Ctx, command: TenantCommand) -> anyhow::Result<ExitCode
             tenant,
             name,
             settings,
+            plan,
+            no_plan,
         } => {
-            let update = UpdateTenant {
-                name,
-                settings: settings.map(|s| object_arg(&s, "--settings")).transpose()?,
+            let mut updated = None;
+            if name.is_some() || settings.is_some() {
+                let update = UpdateTenant {
+                    name,
+                    settings: settings.map(|s| object_arg(&s, "--settings")).transpose()?,
+                };
+                updated = Some(client.update_tenant(&tenant, &update).await?);
+            }
+            if plan.is_some() || no_plan {
+                updated = Some(client.set_tenant_plan(&tenant, plan.as_deref()).await?);
+            }
+            let tenant = match updated {
+                Some(tenant) => tenant,
+                None => client.get_tenant(&tenant).await?,
             };
-            ctx.show(
-                &client.update_tenant(&tenant, &update).await?,
-                tenant_detail,
-            )?;
+            ctx.show(&tenant, tenant_detail)?;
+        }
+        TenantCommand::Plans => {
+            let plans = client.list_plans().await?;
+            ctx.show(&plans, |plans| {
+                let mut table = Table::new(&["NAME", "TRIAL DAYS", "SETTINGS"]);
+                for plan in plans {
+                    table.row(vec![
+                        plan.name.clone(),
+                        plan.trial_days.map_or(String::from("-"), |d| d.to_string()),
+                        serde_json::Value::Object(plan.settings.clone()).to_string(),
+                    ]);
+                }
+                table.print_or("no plans");
+            })?;
         }
         TenantCommand::Suspend { tenant } => {
             ctx.show(&client.suspend_tenant(&tenant).await?, tenant_detail)?;
@@ -414,6 +444,18 @@ pub async fn usage(ctx: Ctx) -> anyhow::Result<ExitCode> {
         ];
         for (name, value) in rows {
             table.row(vec![name.to_string(), value]);
+        }
+        let spent = |spend: &ward_client::types::UnitSpend| match spend.monthly {
+            Some(monthly) => format!("{} of {monthly}", spend.spent),
+            None => spend.spent.to_string(),
+        };
+        for (unit, spend) in &u.spend {
+            table.row(vec![format!("spent: {unit}"), spent(spend)]);
+        }
+        for (agent, units) in &u.agents {
+            for (unit, spend) in units {
+                table.row(vec![format!("spent by {agent}: {unit}"), spent(spend)]);
+            }
         }
         // The header row of this two-column list is blank.
         print!("{}", table.render().trim_start_matches([' ', '\n']));

@@ -47,29 +47,18 @@ pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Status>,
     .await
 }
 
-/// `GET /v1/usage`: this month's decisions and the tenant's limits, and
-/// its spend and its agents' against their budgets.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct UsageReport {
-    /// Decisions, limits and refusals.
-    #[serde(flatten)]
-    pub usage: ward_types::Usage,
-    /// Spend by unit, the tenant's and each agent's.
-    #[serde(flatten)]
-    pub spend: crate::gates::spend::SpendReport,
-}
-
 /// This month's decisions and the tenant's limits, and its spend.
-#[utoipa::path(get, path = "/v1/usage", tag = "audit", responses((status = 200, body = UsageReport)))]
+#[utoipa::path(get, path = "/v1/usage", tag = "audit", responses((status = 200, body = ward_types::Usage)))]
 pub async fn usage(
     State(state): State<AppState>,
     caller: crate::auth::Caller,
-) -> Result<axum::Json<UsageReport>, ApiError> {
+) -> Result<axum::Json<ward_types::Usage>, ApiError> {
     let scope = caller.admin_scope()?;
-    Ok(axum::Json(UsageReport {
-        usage: state.decider.usage(scope.key())?,
-        spend: state.decider.spend_report(scope.key())?,
-    }))
+    let mut usage = state.decider.usage(scope.key())?;
+    let spent = state.decider.spend_report(scope.key())?;
+    usage.spend = spent.spend;
+    usage.agents = spent.agents;
+    Ok(axum::Json(usage))
 }
 
 /// Prometheus metrics (operator): they name every tenant and its counts,

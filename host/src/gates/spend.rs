@@ -395,7 +395,7 @@ fn unit_spend(spent: u64, budget: Option<&ward_types::SpendBudget>) -> UnitSpend
 }
 
 /// Spend this month, for `GET /v1/usage`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpendReport {
     /// The tenant's spend by unit.
     pub spend: BTreeMap<String, UnitSpend>,

@@ -51,8 +51,8 @@ pub use ward_types as types;
 use types::{
     ActivatePolicy, Agent, AgentPage, AgentStatus, ApiKeyInfo, AuditPage, AuditQuery,
     AuthorizeRequest, BatchRequest, BatchResponse, CreateKey, CreateTenant, CreatedKey,
-    DataDocument, DecisionResponse, Discovery, ErrorBody, Evaluation, Evaluations, PolicyInfo,
-    PutAgent, Status, Tenant, UpdateTenant, UploadedPolicy, Usage,
+    DataDocument, DecisionResponse, Discovery, ErrorBody, Evaluation, Evaluations, PatchTenant,
+    Plan, PolicyInfo, PutAgent, Status, Tenant, UpdateTenant, UploadedPolicy, Usage,
 };
 
 /// Which agents [`Client::list_agents_filtered`] lists; all optional.
@@ -329,6 +329,23 @@ impl Client {
     pub async fn update_tenant(&self, tenant: &str, request: &UpdateTenant) -> Result<Tenant> {
         let url = self.url(&["v1", "tenants", tenant], &[])?;
         self.call(Method::PATCH, url, Body::json(request)?).await
+    }
+
+    /// Puts a tenant on plan `plan` (its trial, if the plan has one,
+    /// starting now), or on no plan (operator).
+    pub async fn set_tenant_plan(&self, tenant: &str, plan: Option<&str>) -> Result<Tenant> {
+        let url = self.url(&["v1", "tenants", tenant], &[])?;
+        let patch = PatchTenant {
+            plan: Some(plan.map(str::to_string)),
+            ..PatchTenant::default()
+        };
+        self.call(Method::PATCH, url, Body::json(&patch)?).await
+    }
+
+    /// The plans the server's configuration defines (operator).
+    pub async fn list_plans(&self) -> Result<Vec<Plan>> {
+        let url = self.url(&["v1", "plans"], &[])?;
+        self.call(Method::GET, url, Body::Empty).await
     }
 
     /// Suspends a tenant: its decisions become denies.

@@ -191,8 +191,8 @@ mod tests {
             assert_eq!(serde_json::from_str::<ErrorCode>(&text).unwrap(), *code);
             assert_eq!(ErrorCode::parse(code.as_str()), *code);
         }
-        let later: ErrorCode = serde_json::from_str("\"billing_required\"").unwrap();
-        assert_eq!(later, ErrorCode::Other(String::from("billing_required")));
-        assert_eq!(later.as_str(), "billing_required");
+        let later: ErrorCode = serde_json::from_str("\"seat_limit\"").unwrap();
+        assert_eq!(later, ErrorCode::Other(String::from("seat_limit")));
+        assert_eq!(later.as_str(), "seat_limit");
     }
 }

@@ -447,6 +447,13 @@ pub struct Usage {
     pub too_many_evaluations: u64,
     /// Calls refused for an exhausted budget since the server started.
     pub budget_exhausted: u64,
+    /// This month's spend by unit, against the tenant's spend budgets.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub spend: std::collections::BTreeMap<String, crate::UnitSpend>,
+    /// Each agent's spend by unit, against its own budgets.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub agents:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, crate::UnitSpend>>,
 }
 
 #[cfg(test)]
