@@ -291,15 +291,7 @@ async fn spend_survives_a_restart() {
     .unwrap();
     assert_eq!(spent["decision"], true);
 
-    let pid = ward.0.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(ward.0.wait().unwrap().success());
+    ward.stop();
     let (mut ward, base, _) = crate::support::spawn_ward(dir.path(), None, Some(token));
     let over: Value = call(
         reqwest::Method::POST,

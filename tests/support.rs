@@ -207,6 +207,18 @@ impl KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+
+    /// Asks the process to stop as an operator does (SIGTERM) and waits:
+    /// it must exit cleanly.
+    pub fn stop(&mut self) {
+        let pid = self.0.id().to_string();
+        let signalled = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(signalled.success());
+        assert!(self.0.wait().unwrap().success(), "a clean exit on SIGTERM");
+    }
 }
 
 impl Drop for KillOnDrop {

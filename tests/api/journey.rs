@@ -90,15 +90,7 @@ async fn the_readme_journey_with_the_real_binary() {
     );
 
     // SIGTERM: a graceful stop, and everything is there at the next start.
-    let pid = child.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(child.0.wait().unwrap().success());
+    child.stop();
     let (mut child, base2, token) = spawn_ward(dir.path(), None, None);
     assert_eq!(
         token, None,

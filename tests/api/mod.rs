@@ -1,8 +1,6 @@
 //! The HTTP API against a real listening server: the README journey (with
 //! the real `ward` binary), management routes, and hostile input.
 
-use std::process::Command;
-
 use serde_json::{Value, json};
 
 use crate::server::{Body, OPERATOR, TestServer};

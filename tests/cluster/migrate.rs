@@ -122,15 +122,7 @@ async fn an_embedded_installation_moves_into_the_shared_store_once() {
         decided.push(answer["decision_id"].as_str().unwrap().to_string());
     }
     // Stopped as an operator stops it.
-    let pid = embedded.0.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(embedded.0.wait().unwrap().success());
+    embedded.stop();
 
     let url = super::database();
     let data_arg = data.to_str().unwrap();
