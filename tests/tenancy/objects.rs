@@ -313,3 +313,48 @@ fn the_builtin_policy_follows_upgrades_of_ward_unless_an_operator_chose_another(
         .unwrap();
     assert_eq!(uploads.entries.len(), 3, "{uploads:?}");
 }
+
+#[test]
+fn a_policy_a_tenant_defaults_to_is_not_deleted_from_under_it() {
+    let (_dir, registry) = registry();
+    let module = ward::plugins::PERMISSIONS_WASM;
+    registry
+        .upload_policy(&ScopeId::Global, "house", module, true, OP)
+        .unwrap();
+    let a = create(&registry, "acme");
+    registry.upload_policy(&a, "own", module, true, OP).unwrap();
+    let b = create(&registry, "bravo");
+    registry
+        .upload_policy(&b, "house", module, true, OP)
+        .unwrap();
+    for (scope, policy) in [(&a, "own"), (&b, "house")] {
+        let patch = ward_types::UpdateTenant {
+            name: None,
+            settings: json!({"default_policy": policy}).as_object().cloned(),
+        };
+        registry.update_tenant(tenant_id(scope), patch, OP).unwrap();
+    }
+
+    // Acme's own default would leave it with none.
+    let refused = registry.delete_policy(&a, "own", OP).unwrap_err();
+    assert_eq!(code(refused), "conflict");
+    // Bravo's own `house` may go: the global one takes its place...
+    registry.delete_policy(&b, "house", OP).unwrap();
+    // ...which now may not go, since bravo defaults to it.
+    let refused = registry
+        .delete_policy(&ScopeId::Global, "house", OP)
+        .unwrap_err();
+    assert!(refused.to_string().contains("`bravo`"), "{refused}");
+    // Once no tenant defaults to it, it goes.
+    let patch = ward_types::UpdateTenant {
+        name: None,
+        settings: json!({"default_policy": null}).as_object().cloned(),
+    };
+    registry.update_tenant(tenant_id(&b), patch, OP).unwrap();
+    registry
+        .delete_policy(&ScopeId::Global, "house", OP)
+        .unwrap();
+    // The builtin is every agent's fallback.
+    let builtin = registry.delete_policy(&ScopeId::Global, "permissions", OP);
+    assert_eq!(code(builtin.unwrap_err()), "conflict");
+}

@@ -335,10 +335,12 @@ in_both_scopes! {
 
 in_both_scopes! {
     /// Delete a policy and all its versions.
-    #[utoipa::path(delete, path = "/v1/policies/{name}", tag = "policies", params(("name" = String, Path)), responses((status = 204)))]
+    #[utoipa::path(delete, path = "/v1/policies/{name}", tag = "policies", params(("name" = String, Path)),
+        responses((status = 204), (status = 409, description = "the tenant's `default_policy` names it")))]
     tenant_delete_policy;
     /// Delete a global policy.
-    #[utoipa::path(delete, path = "/v1/global/policies/{name}", tag = "global", params(("name" = String, Path)), responses((status = 204)))]
+    #[utoipa::path(delete, path = "/v1/global/policies/{name}", tag = "global", params(("name" = String, Path)),
+        responses((status = 204), (status = 409, description = "the builtin, or a policy tenants default to")))]
     global_delete_policy;
     |on, state, caller, name: ApiPath<String>| -> NoContent {
         write(on, state, caller, move |registry, scope, actor| {

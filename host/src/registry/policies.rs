@@ -321,6 +321,53 @@ impl Registry {
         Ok(info)
     }
 
+    /// Refuses deleting the builtin policy, and policy `name` from `scope`
+    /// while a tenant names it as its `default_policy` and would be left
+    /// without it: every
+    /// decision that falls to the default would become
+    /// `policy_not_found`. A tenant's own policy may go when a global one
+    /// of that name takes its place (`in_global`); a global one may go
+    /// when every tenant naming it has its own.
+    fn check_not_a_default(&self, scope: &ScopeId, name: &str, in_global: bool) -> Result<()> {
+        if *scope == ScopeId::Global && name == BUILTIN_POLICY {
+            return Err(RegistryError::Conflict(format!(
+                "the builtin `{BUILTIN_POLICY}` policy decides for every agent without a \
+                 policy of its own and cannot be deleted; upload or activate another version"
+            )));
+        }
+        let names_it =
+            |view: &super::TenantView| view.settings.default_policy.as_deref() == Some(name);
+        let stranded: Vec<String> = match scope {
+            ScopeId::Tenant(id) => {
+                let slot = self.tenant_slot(id)?;
+                let view = slot.view.load();
+                if names_it(&view) && !in_global {
+                    vec![view.record.slug.clone()]
+                } else {
+                    Vec::new()
+                }
+            }
+            ScopeId::Global => self
+                .directory
+                .load()
+                .by_id
+                .values()
+                .map(|slot| slot.view.load_full())
+                .filter(|view| names_it(view) && !view.scope.policies.contains_key(name))
+                .map(|view| view.record.slug.clone())
+                .collect(),
+        };
+        match stranded.first() {
+            None => Ok(()),
+            Some(first) => Err(RegistryError::Conflict(format!(
+                "policy `{}` is the default_policy of {} tenant(s), `{first}` among them: \
+                 change their default_policy first",
+                super::clip(name),
+                stranded.len()
+            ))),
+        }
+    }
+
     /// Policy `name` as `scope` sees it.
     pub fn get_policy(&self, scope: &ScopeId, name: &str) -> Result<PolicyInfo> {
         let scopes = self.scopes(scope)?;
@@ -353,6 +400,7 @@ impl Registry {
             "policy",
             name,
         )?;
+        self.check_not_a_default(scope, name, in_global)?;
         let Some(entry) = index.policies.remove(name) else {
             return Err(RegistryError::not_found("policy", name));
         };
