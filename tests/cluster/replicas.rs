@@ -581,6 +581,20 @@ async fn budgets_rate_limits_and_usage_hold_across_replicas() {
     let cluster = Cluster::start(3, "");
     // Replicas count each other by heartbeat, every usage sync.
     tokio::time::sleep(Duration::from_millis(800)).await;
+    for replica in 0..3 {
+        let metrics = cluster
+            .http
+            .get(format!("{}/metrics", cluster.base(replica)))
+            .bearer_auth(OPERATOR)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(metrics.contains("\nward_replicas_live 3\n"), "{metrics}");
+        assert!(metrics.contains("\nward_store_revision "), "{metrics}");
+    }
 
     // The monthly budget: 60 decisions for the tenant as a whole.
     let key = cluster

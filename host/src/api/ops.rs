@@ -202,6 +202,24 @@ fn render_metrics(state: &AppState) -> String {
         "ward_records_set_aside_total {}",
         crate::store::set_aside::total()
     );
+    header(
+        &mut out,
+        "ward_store_revision",
+        "gauge",
+        "The store revision whose changes are all in force on this server.",
+    );
+    let _ = writeln!(
+        out,
+        "ward_store_revision {}",
+        state.registry.applied_revision()
+    );
+    header(
+        &mut out,
+        "ward_replicas_live",
+        "gauge",
+        "Replicas of the shared store this one counts as alive (1 on the embedded store).",
+    );
+    let _ = writeln!(out, "ward_replicas_live {}", state.gates.live_replicas());
     out
 }
 
