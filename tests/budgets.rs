@@ -256,22 +256,9 @@ async fn spend_survives_a_restart() {
             .json(&body)
             .send()
     };
-    call(reqwest::Method::POST, &base, "/v1/tenants", token, json!({"slug": "kept", "name": "Kept", "settings": {"budgets": {"tokens": {"monthly": 100}}}}))
-        .await
-        .unwrap();
-    let key: Value = call(
-        reqwest::Method::POST,
-        &base,
-        "/v1/tenants/kept/keys",
-        token,
-        json!({"name": "k", "role": "admin"}),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let key = key["secret"].as_str().unwrap().to_string();
+    let tenant = json!({"slug": "kept", "name": "Kept",
+                        "settings": {"budgets": {"tokens": {"monthly": 100}}}});
+    let key = crate::support::provision(&http, &base, token, tenant).await;
     let bot =
         json!({"type": "ai_agent", "permissions": [{"resource": "doc:*", "actions": ["read"]}]});
     call(reqwest::Method::PUT, &base, "/v1/agents/bot", &key, bot)

@@ -480,30 +480,13 @@ async fn in_sync_mode_every_answered_decision_survives_kill_9() {
     };
     let (mut child, base) = start(dir.path());
     let http = reqwest::Client::new();
-    let post = |path: &str, token: &str, body: Value| {
-        http.post(format!("{base}{path}"))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-    };
-    post(
-        "/v1/tenants",
+    let key = crate::support::provision(
+        &http,
+        &base,
         OPERATOR,
         json!({"slug": "acme", "name": "Acme"}),
     )
-    .await
-    .unwrap();
-    let key: Value = post(
-        "/v1/tenants/acme/keys",
-        OPERATOR,
-        json!({"name": "k", "role": "admin"}),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let key = key["secret"].as_str().unwrap().to_string();
+    .await;
     http.put(format!("{base}/v1/agents/bot"))
         .bearer_auth(&key)
         .json(&json!({"type": "ai_agent", "permissions": [{"resource": "*", "actions": ["*"]}]}))

@@ -275,3 +275,33 @@ pub fn spawn_ward(
     std::thread::spawn(move || for _ in lines {});
     (child, base, token)
 }
+
+/// Makes tenant `tenant` (the body of `POST /v1/tenants`) on the server at
+/// `base` with the operator token, and an admin key for it; the key.
+pub async fn provision(
+    http: &reqwest::Client,
+    base: &str,
+    operator: &str,
+    tenant: serde_json::Value,
+) -> String {
+    let slug = tenant["slug"].as_str().unwrap().to_string();
+    let made = http
+        .post(format!("{base}/v1/tenants"))
+        .bearer_auth(operator)
+        .json(&tenant)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let key: serde_json::Value = http
+        .post(format!("{base}/v1/tenants/{slug}/keys"))
+        .bearer_auth(operator)
+        .json(&serde_json::json!({"name": "k", "role": "admin"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    key["secret"].as_str().unwrap().to_string()
+}

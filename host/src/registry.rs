@@ -241,7 +241,7 @@ impl Registry {
             Arc::new(store::SledStore::temporary().expect("a temporary store"));
         let audit = Arc::new(AuditLog::new(Arc::clone(&store)).expect("an audit log"));
         let gates = Arc::new(Gates::new(Arc::clone(&store), clock));
-        let keys = Arc::new(ApiKeys::load(Arc::clone(&store)).expect("the keys"));
+        let keys = Arc::new(ApiKeys::new(Arc::clone(&store)));
         Self::open_without_builtins(store, sandbox, audit, gates, keys).expect("a registry")
     }
 

@@ -110,7 +110,7 @@ impl Parts {
         evaluator: Option<Arc<dyn Evaluate>>,
     ) -> Result<Self, StartError> {
         let gates = Arc::new(Gates::new(Arc::clone(&store), clock));
-        let keys = Arc::new(ApiKeys::load(Arc::clone(&store))?);
+        let keys = Arc::new(ApiKeys::new(Arc::clone(&store)));
         let registry = Arc::new(Registry::open(
             Arc::clone(&store),
             Arc::clone(&sandbox),

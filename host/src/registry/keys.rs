@@ -77,8 +77,17 @@ pub fn token_hash(token: &str) -> String {
 }
 
 impl ApiKeys {
+    /// No keys yet, kept in `store`: [`crate::registry::Registry::open`]
+    /// loads them with everything else.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        ApiKeys {
+            store,
+            by_hash: ArcSwap::from_pointee(HashMap::new()),
+        }
+    }
+
     /// Loads every key from the store.
-    pub fn load(store: Arc<dyn Store>) -> Result<Self, StoreError> {
+    fn load(store: Arc<dyn Store>) -> Result<Self, StoreError> {
         let mut by_hash = HashMap::new();
         let uses: HashMap<String, u64> = store
             .scan(Kind::KeyUse, "")?
