@@ -65,6 +65,9 @@ pub struct AppState {
     pub http: Arc<HttpConfig>,
     /// Largest policy upload body (the host's module limit plus room).
     pub upload_limit: usize,
+    /// Deadline of a policy upload: the request's, plus the time the
+    /// largest module may take to compile.
+    pub upload_deadline: Duration,
     /// Whether `/metrics` labels series by tenant.
     pub tenant_labels: bool,
     /// How long a request with `Ward-Min-Revision` waits for it.
@@ -284,6 +287,18 @@ async fn revisions(State(state): State<AppState>, request: Request, next: Next) 
     response
 }
 
+/// `PUT /v1/policies/{name}` or `PUT /v1/global/policies/{name}`.
+fn is_policy_upload(request: &Request) -> bool {
+    if request.method() != axum::http::Method::PUT {
+        return false;
+    }
+    let segments: Vec<&str> = request.uri().path().trim_matches('/').split('/').collect();
+    matches!(
+        segments.as_slice(),
+        ["v1", "policies", _] | ["v1", "global", "policies", _]
+    )
+}
+
 /// Per request: an id (echoed), a tracing span, and a deadline.
 async fn request_context(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let request_id = request
@@ -294,7 +309,11 @@ async fn request_context(State(state): State<AppState>, request: Request, next: 
         .map(str::to_string)
         .unwrap_or_else(|| crate::ids::next_ulid().to_string());
     let span = tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id);
-    let deadline = Duration::from_millis(state.http.request_timeout_ms);
+    let deadline = if is_policy_upload(&request) {
+        state.upload_deadline
+    } else {
+        Duration::from_millis(state.http.request_timeout_ms)
+    };
     let mut response =
         match tokio::time::timeout(deadline, next.run(request).instrument(span.clone())).await {
             Ok(response) => response,

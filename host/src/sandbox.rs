@@ -15,6 +15,7 @@ mod evaluate;
 mod host;
 mod limits;
 mod load;
+mod producers;
 mod request;
 mod resident;
 mod warm;
@@ -34,7 +35,8 @@ pub use bindings::ward::policy::types::{
 pub use evaluate::{Batch, Consumed, INLINE_TICKS, Outcome, PolicyErrorKind, PolicyFailure, Slice};
 pub use host::{DataLookup, MemoryData, NoData};
 pub use limits::SandboxLimits;
-pub use load::LoadedPolicy;
+pub use load::{COMPILE_STEP_BYTES, LoadedPolicy, compile_timeout};
+pub use producers::language as component_language;
 pub use request::{ActionView, AgentView, EntityView, RequestView};
 
 use bindings::Policy;
@@ -115,7 +117,7 @@ pub struct SandboxConfig {
     pub cache_dir: Option<PathBuf>,
     /// Upper bound for any tenant's `max_module_bytes`.
     pub max_module_bytes: usize,
-    /// Upper bound on compiling one module.
+    /// Upper bound on compiling one module, per started 8 MiB of it.
     pub compile_timeout: Duration,
     /// Compilations that may run at once (abandoned ones included).
     pub max_concurrent_compiles: usize,
@@ -128,6 +130,11 @@ pub struct SandboxConfig {
     /// decisions that follow and is what the cache keeps. `usize::MAX`
     /// compiles every module once, optimised.
     pub quick_compile_bytes: usize,
+    /// Whether modules are ever optimised. `false` compiles every module
+    /// quickly only, and keeps that code in the cache: for `ward policy
+    /// test`, which runs a module a few times and must not spend a minute
+    /// optimising a large one.
+    pub optimise: bool,
     /// Instances that may exist at once across all tenants (pool size).
     pub max_concurrent_instances: u32,
     /// Upper bound for any tenant's `memory_bytes` (pool slot size).
@@ -169,11 +176,12 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
             cache_dir: None,
-            max_module_bytes: 32 << 20,
+            max_module_bytes: 64 << 20,
             compile_timeout: Duration::from_secs(20),
             max_concurrent_compiles: 2,
             parallel_compilation: true,
             quick_compile_bytes: 256 << 10,
+            optimise: true,
             max_concurrent_instances: 1000,
             max_memory_bytes: 256 << 20,
             max_table_elements: 100_000,

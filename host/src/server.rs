@@ -261,6 +261,11 @@ impl Ward {
                 auth,
                 http: Arc::new(config.http.clone()),
                 upload_limit: config.sandbox.max_module_bytes.saturating_add(1024),
+                upload_deadline: Duration::from_millis(config.http.request_timeout_ms)
+                    .saturating_add(crate::sandbox::compile_timeout(
+                        Duration::from_millis(config.sandbox.compile_timeout_ms),
+                        config.sandbox.max_module_bytes,
+                    )),
                 tenant_labels: config.metrics.tenant_labels,
                 min_revision_wait: Duration::from_millis(config.store.min_revision_wait_ms),
             },

@@ -237,14 +237,16 @@ impl Decider {
         let Some((policy, policy_scope)) = policy else {
             return deny("policy_not_found", agent_ref, None);
         };
-        let Some((version, sha256)) = policy.active() else {
+        let Some(active) = policy.active_version() else {
             return deny("policy_not_found", agent_ref, None);
         };
+        let (version, sha256) = (active.version, active.sha256.as_str());
         let policy_ref = PolicyRef {
             name: policy.info.name.clone(),
             scope: policy_scope,
             version,
             sha256: sha256.to_string(),
+            language: active.language.clone(),
         };
         let chosen = Chosen {
             name: &policy.info.name,

@@ -178,6 +178,7 @@ impl Registry {
             sha256: sha256.clone(),
             size: module.len() as u64,
             created_at: now,
+            language: crate::sandbox::component_language(module),
         });
         if activate {
             info.active_version = Some(version);
@@ -235,6 +236,7 @@ impl Registry {
                 sha256: hex::encode(Sha256::digest(name.as_bytes())),
                 size: 0,
                 created_at: now,
+                language: None,
             }],
             config: Value::Null,
             created_at: now,

@@ -17,7 +17,7 @@ use super::{Result, SandboxConfig, SandboxError};
 /// Rust `wasm32-wasip2` component uses a handful of each (its own module
 /// plus the shims `wasm-component-ld` adds); the margin is for other guest
 /// languages.
-const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
 const MAX_MEMORIES_PER_COMPONENT: u32 = 2;
 const MAX_TABLES_PER_COMPONENT: u32 = 8;
 

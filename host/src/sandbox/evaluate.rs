@@ -363,8 +363,15 @@ impl Sandbox {
 
         let result = match called {
             Ok(Ok(decision)) => check_decision(decision, &self.output_limits),
+            // Engines of garbage-collected languages (JavaScript, Python)
+            // turn a refused memory growth into an exception the guest
+            // reports as its error: the cause is still the limit.
             Ok(Err(message)) => Err(PolicyFailure {
-                kind: PolicyErrorKind::GuestError,
+                kind: if store.data().limiter.memory_refused {
+                    PolicyErrorKind::MemoryLimit
+                } else {
+                    PolicyErrorKind::GuestError
+                },
                 detail: truncate(message, self.output_limits.max_reason_bytes),
             }),
             Err(failure) => Err(failure),

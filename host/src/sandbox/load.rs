@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Weak};
 use std::thread;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
@@ -142,7 +143,7 @@ impl Sandbox {
             return Ok(policy);
         }
 
-        let quick = bytes.len() >= self.config.quick_compile_bytes;
+        let quick = !self.config.optimise || bytes.len() >= self.config.quick_compile_bytes;
         let (component, optimise) = self.compile(bytes, &sha256, quick)?;
         self.stats.compiled.fetch_add(1, Ordering::Relaxed);
         let policy = Arc::new(self.link(component.clone(), sha256, bytes.len(), !quick)?);
@@ -208,7 +209,9 @@ impl Sandbox {
             sha256: sha256.to_string(),
             policy,
         };
+        let bytes_len = bytes.len();
         let compiler = quick.then(|| self.quick.clone());
+        let optimise_later = quick && self.config.optimise;
         let bytes = bytes.to_vec();
         let spawned = thread::Builder::new()
             .name("ward-compile".into())
@@ -220,7 +223,7 @@ impl Sandbox {
                         .and_then(|artifact| super::cache::load_artifact(engine, &artifact)),
                     None => Component::new(engine, &bytes),
                 };
-                if quick && compiled.is_ok() {
+                if optimise_later && compiled.is_ok() {
                     let _ = done.send(compiled);
                     optimise.run(&bytes, slot);
                 } else {
@@ -237,12 +240,12 @@ impl Sandbox {
         // A compile that overruns is abandoned: its thread finishes in the
         // background (counted against `max_concurrent_compiles` until then)
         // and its result is dropped.
-        match result.recv_timeout(self.config.compile_timeout) {
-            Ok(Ok(component)) => Ok((component, quick.then_some(handoff))),
+        let timeout = compile_timeout(self.config.compile_timeout, bytes_len);
+        match result.recv_timeout(timeout) {
+            Ok(Ok(component)) => Ok((component, optimise_later.then_some(handoff))),
             Ok(Err(err)) => Err(LoadError::Invalid(format!("{err:#}"))),
             Err(mpsc::RecvTimeoutError::Timeout) => Err(LoadError::CompileTimeout {
-                limit_ms: u64::try_from(self.config.compile_timeout.as_millis())
-                    .unwrap_or(u64::MAX),
+                limit_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             }),
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 Err(LoadError::Internal("the compiler thread died".into()))
@@ -267,6 +270,18 @@ impl Sandbox {
         })
     }
 }
+
+/// How long compiling a module of `size` bytes may take: `per_step` for
+/// each started [`COMPILE_STEP_BYTES`], since compile time grows with the
+/// size (a 12 MB JavaScript component takes about 8 s to compile quickly on
+/// one core).
+pub fn compile_timeout(per_step: Duration, size: usize) -> Duration {
+    let steps = u32::try_from(size.div_ceil(COMPILE_STEP_BYTES).max(1)).unwrap_or(u32::MAX);
+    per_step.saturating_mul(steps)
+}
+
+/// The module size `compile_timeout` is granted for.
+pub const COMPILE_STEP_BYTES: usize = 8 << 20;
 
 /// The second, optimised compile of a module compiled quickly first.
 struct Optimise {

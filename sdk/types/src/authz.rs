@@ -71,6 +71,9 @@ pub struct PolicyRef {
     pub version: u32,
     /// Hex sha256 of the module that ran.
     pub sha256: String,
+    /// The language that module was written in, when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
 }
 
 /// A native decision.

@@ -15,6 +15,11 @@ pub struct PolicyVersion {
     pub size: u64,
     /// When uploaded.
     pub created_at: Timestamp,
+    /// The language the module was written in, as its producers section
+    /// names it (`JavaScript`, `Python`, `Rust`…); absent when it names
+    /// none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
 }
 
 /// A policy: its versions and which one is active.

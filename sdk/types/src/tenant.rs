@@ -169,7 +169,7 @@ impl Default for TenantSettings {
         TenantSettings {
             max_agents: 10_000,
             max_policies: 100,
-            max_module_bytes: 8 << 20,
+            max_module_bytes: 32 << 20,
             max_data_bytes: 16 << 20,
             allowed_agent_types: None,
             audit_retention_days: 90,
@@ -338,7 +338,7 @@ impl Default for SandboxLimits {
             timeout_ms: 100,
             fuel: None,
             hostcall_bytes: 1 << 20,
-            max_instances: 32,
+            max_instances: 64,
             max_tables: 8,
             max_table_elements: 20_000,
         }
@@ -461,7 +461,7 @@ mod tests {
     use super::*;
 
     const HOST: HostBounds = HostBounds {
-        max_module_bytes: 32 << 20,
+        max_module_bytes: 64 << 20,
         max_memory_bytes: 256 << 20,
         max_table_elements: 20_000,
     };
@@ -477,7 +477,7 @@ mod tests {
     #[test]
     fn each_value_out_of_range_is_refused_naming_its_field() {
         let cases: [Spoiler; 10] = [
-            ("max_module_bytes", |s| s.max_module_bytes = (32 << 20) + 1),
+            ("max_module_bytes", |s| s.max_module_bytes = (64 << 20) + 1),
             ("audit_retention_days", |s| s.audit_retention_days = 0),
             ("burst", |s| s.burst = 0),
             ("sandbox.memory_bytes", |s| s.sandbox.memory_bytes = 1),
