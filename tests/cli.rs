@@ -57,7 +57,7 @@ fn json(command: &mut Command, args: &[&str]) -> Value {
 
 /// Where the policies of `plugins/` were built: building a scaffolded
 /// policy there reuses their compiled dependencies.
-fn wasm_target_dir() -> PathBuf {
+pub(crate) fn wasm_target_dir() -> PathBuf {
     crate::plugins_build::guests()
         .ancestors()
         .nth(2)
@@ -607,4 +607,406 @@ fn policy_test_decides_printing_and_panicking_policies_as_the_server_does() {
         ],
     );
     assert!(passed.contains("1 passed, 0 failed"), "{passed}");
+}
+
+/// A cases file at `dir/name`, for `ward policy test`.
+fn cases_file(dir: &std::path::Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `ward policy test` compiles the component once per run, however many
+/// cases it has, and still runs each case in a tenant of its own: a
+/// case's agents and data are not seen by the next.
+#[test]
+fn policy_test_compiles_the_component_once_per_run() {
+    use ward_cli::cases::{self, Runner};
+
+    let grants = "rbac: {roles: {viewer: [{resource: \"docs:*\", actions: [read]}]}}";
+    let mut text =
+        String::from("agents:\n  - name: shared\n    attributes: {roles: [viewer]}\ncases:\n");
+    for i in 0..40 {
+        // Even cases bring the role map as their own data, odd ones have
+        // none: what an even case stored must be gone in the next.
+        let (data, decision) = match i % 2 {
+            0 => (format!("    data: {{{grants}}}\n"), "allow"),
+            _ => (String::new(), "deny"),
+        };
+        text.push_str(&format!(
+            "  - name: case {i}\n    subject: shared\n    action: read\n    resource: docs:{i}\n{data}    expect: {{decision: {decision}}}\n"
+        ));
+    }
+    // An agent of one case only is unknown to the next one.
+    text.push_str(&format!(
+        "  - name: own agent\n    subject: mine\n    action: read\n    resource: docs:1\n    agents: [{{name: mine, attributes: {{roles: [viewer]}}}}]\n    data: {{{grants}}}\n    expect: {{decision: allow}}\n"
+    ));
+    text.push_str(&format!(
+        "  - name: the agent is gone\n    subject: mine\n    action: read\n    resource: docs:1\n    data: {{{grants}}}\n    expect: {{decision: deny}}\n"
+    ));
+    let suite = cases::parse(&text).unwrap();
+    let module = crate::support::guest("rbac");
+
+    let runner = Runner::new().unwrap();
+    // The builtin policy is compiled when the runner starts.
+    let before = runner.stats().compiled;
+    let results = runner.run(&module, &suite).unwrap();
+    assert_eq!(results.len(), 42);
+    for r in &results {
+        assert!(r.passed, "{}: {:?}", r.name, r.differences);
+    }
+    assert_eq!(
+        runner.stats().compiled - before,
+        1,
+        "one compile for 42 cases"
+    );
+
+    // Another run with the same component compiles nothing; its config
+    // replaces the first run's (here: none at all).
+    let again = runner.run(&module, &suite).unwrap();
+    assert!(again.iter().all(|r| r.passed));
+    assert_eq!(runner.stats().compiled - before, 1);
+
+    // The sandbox's settings are the caller's: a cache directory keeps
+    // the compiled component for the next runner.
+    let cache = tempfile::tempdir().unwrap();
+    let config = || ward::sandbox::SandboxConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..ward::sandbox::SandboxConfig::default()
+    };
+    let first = Runner::with_sandbox(config()).unwrap();
+    first.run(&module, &suite).unwrap();
+    drop(first);
+    let second = Runner::with_sandbox(config()).unwrap();
+    let compiled = second.stats().compiled;
+    let results = second.run(&module, &suite).unwrap();
+    assert!(results.iter().all(|r| r.passed));
+    assert_eq!(second.stats().compiled, compiled, "taken from the cache");
+}
+
+/// The permissions guest's cases for batch tests: `reporter` may read
+/// reports and nothing else.
+const BATCH_AGENTS: &str =
+    "agents:\n  - name: reporter\n    permissions: [{resource: \"reports:*\", actions: [read]}]\n";
+
+/// Batch cases (`evaluations`) are one call through the server's batch
+/// pipeline: every semantic answers as `/access/v1/evaluations` does.
+#[test]
+fn policy_test_batch_cases_follow_the_servers_semantics() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = guest_path("permissions");
+    let passing = cases_file(
+        dir.path(),
+        "pass.yaml",
+        &format!(
+            r#"{BATCH_AGENTS}cases:
+  - name: every evaluation
+    subject: reporter
+    action: read
+    evaluations:
+      - resource: reports:q3
+      - resource: invoices:7
+      - {{action: write, resource: reports:q3}}
+      - resource: reports:q4
+    expect:
+      decisions:
+        - {{decision: allow, reasons: ["`reports:*` grants `read` on `reports:q3`"]}}
+        - deny
+        - deny
+        - allow
+  - name: until the first deny
+    subject: reporter
+    action: read
+    semantic: deny_on_first_deny
+    evaluations:
+      - resource: reports:q3
+      - resource: invoices:7
+      - resource: reports:q4
+    expect:
+      decisions: [allow, deny]
+  - name: until the first permit
+    subject: reporter
+    action: read
+    semantic: permit_on_first_permit
+    evaluations:
+      - resource: invoices:7
+      - {{subject: user:alice, resource: reports:q3}}
+      - resource: reports:q3
+      - resource: reports:q4
+    expect:
+      decisions: [deny, deny, allow]
+  - name: a single question still
+    subject: reporter
+    action: read
+    resource: reports:q3
+    expect: {{decision: allow}}
+"#
+        ),
+    );
+    let args = [
+        "policy",
+        "test",
+        wasm.to_str().unwrap(),
+        passing.to_str().unwrap(),
+    ];
+    let passed = ok(&mut local_ward(), &args);
+    assert!(passed.contains("4 passed, 0 failed"), "{passed}");
+    let mut with_json = vec!["--json"];
+    with_json.extend_from_slice(&args);
+    let results: Value = serde_json::from_str(&ok(&mut local_ward(), &with_json)).unwrap();
+    let answered = |case: usize| results[case]["evaluations"].as_array().unwrap().len();
+    assert_eq!((answered(0), answered(1), answered(2)), (4, 2, 3));
+    assert_eq!(results[1]["semantic"], "deny_on_first_deny");
+    assert_eq!(
+        results[2]["evaluations"][2]["reasons"][0],
+        "`reports:*` grants `read` on `reports:q3`"
+    );
+    // A single question's result is as it always was.
+    let single = results[3].as_object().unwrap();
+    assert!(!single.contains_key("evaluations") && !single.contains_key("semantic"));
+    assert_eq!(single["expected"], "allow");
+
+    let failing = cases_file(
+        dir.path(),
+        "fail.yaml",
+        &format!(
+            r#"{BATCH_AGENTS}cases:
+  - name: a wrong decision
+    subject: reporter
+    action: read
+    evaluations:
+      - resource: reports:q3
+      - resource: invoices:7
+    expect:
+      decisions: [{{decision: allow, reasons: [nope]}}, allow]
+  - name: more answers expected
+    subject: reporter
+    action: read
+    semantic: deny_on_first_deny
+    evaluations:
+      - resource: invoices:7
+      - resource: reports:q3
+    expect:
+      decisions: [deny, allow]
+  - name: fewer answers expected
+    subject: reporter
+    action: read
+    semantic: permit_on_first_permit
+    evaluations:
+      - resource: invoices:1
+      - resource: invoices:2
+      - resource: reports:q3
+    expect:
+      decisions: [deny, deny]
+"#
+        ),
+    );
+    let out = run(
+        &mut local_ward(),
+        &[
+            "policy",
+            "test",
+            wasm.to_str().unwrap(),
+            failing.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    for expected in [
+        "evaluations[0] reasons: expected [\"nope\"], got [\"`reports:*` grants `read` on `reports:q3`\"]",
+        "evaluations[1] decision: expected allow, got deny",
+        "evaluations[1] expected allow, but the call stopped after evaluations[0] (deny_on_first_deny)",
+        "evaluations[2] answered allow, but the call was expected to stop after evaluations[1] (permit_on_first_permit)",
+        "0 passed, 3 failed",
+    ] {
+        assert!(out.stdout.contains(expected), "{expected}\n{}", out.stdout);
+    }
+}
+
+/// Batch cases that cannot be right are refused before anything runs.
+#[test]
+fn bad_batch_cases_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = guest_path("permissions");
+    let check = |case: &str, expected: &str| {
+        let path = cases_file(dir.path(), "cases.yaml", &format!("cases:\n  - {case}\n"));
+        let out = run(
+            &mut local_ward(),
+            &[
+                "policy",
+                "test",
+                wasm.to_str().unwrap(),
+                path.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(out.code, 2, "{case}: {}", out.stdout);
+        assert!(out.stderr.contains(expected), "{case}: {}", out.stderr);
+    };
+    let base = "name: x, subject: a, action: r";
+    check(
+        &format!(
+            "{{{base}, semantic: first_wins, evaluations: [{{resource: a:b}}], expect: {{decisions: [allow]}}}}"
+        ),
+        "semantic `first_wins` is not execute_all",
+    );
+    check(
+        &format!(
+            "{{{base}, evaluations: [{{resource: a:b}}, {{resource: a:c}}], expect: {{decisions: [allow]}}}}"
+        ),
+        "with execute_all every evaluation is answered",
+    );
+    check(
+        &format!(
+            "{{{base}, semantic: deny_on_first_deny, evaluations: [{{resource: a:b}}], expect: {{decisions: [deny, deny]}}}}"
+        ),
+        "expect 1 to 1",
+    );
+    check(
+        &format!("{{{base}, evaluations: [{{resource: a:b}}], expect: {{decision: allow}}}}"),
+        "expects `decisions: [...]`",
+    );
+    check(
+        &format!("{{{base}, resource: a:b, expect: {{decisions: [allow]}}}}"),
+        "`expect.decisions` is for a case with `evaluations`",
+    );
+    check(
+        &format!(
+            "{{{base}, evaluations: [{{resource: a:b}}, {{action: w}}], expect: {{decisions: [allow, allow]}}}}"
+        ),
+        "evaluations[1]: no resource",
+    );
+    check(
+        &format!(
+            "{{{base}, evaluations: [{{resource: nocolon}}], expect: {{decisions: [allow]}}}}"
+        ),
+        "evaluations[0]: resource `nocolon` is not `type:id`",
+    );
+    check(
+        &format!("{{{base}, evaluations: [], expect: {{decisions: []}}}}"),
+        "`evaluations` is empty",
+    );
+    check(
+        &format!("{{{base}, evaluations: [{{resource: a:b}}], expect: {{decisions: [maybe]}}}}"),
+        "unknown variant `maybe`",
+    );
+    check(
+        "{name: x, action: r, resource: a:b, expect: {decision: allow}}",
+        "no subject",
+    );
+    let many = vec!["{resource: a:b}"; ward_cli::cases::MAX_EVALUATIONS + 1].join(", ");
+    let decisions = vec!["allow"; ward_cli::cases::MAX_EVALUATIONS + 1].join(", ");
+    check(
+        &format!("{{{base}, evaluations: [{many}], expect: {{decisions: [{decisions}]}}}}"),
+        "a case has at most 100",
+    );
+}
+
+/// `ward check --subject-properties/--action-properties/--resource-properties`
+/// reach the policy; a value that is not a JSON object is refused.
+#[test]
+fn check_sends_subject_action_and_resource_properties() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, base, _) = spawn_ward(dir.path(), None, Some(OPERATOR));
+    let op = || ward(&base, OPERATOR);
+    ok(&mut op(), &["tenant", "create", "props"]);
+    let secret = ok(
+        &mut op(),
+        &[
+            "--tenant",
+            "props",
+            "key",
+            "create",
+            "ci",
+            "--role",
+            "admin",
+            "--secret-only",
+        ],
+    );
+    let me = || ward(&base, secret.trim());
+    let probe = guest_path("probe");
+    ok(
+        &mut me(),
+        &["policy", "push", "probe", probe.to_str().unwrap()],
+    );
+    ok(&mut me(), &["agent", "put", "prober", "--policy", "probe"]);
+
+    let props_file = dir.path().join("resource.json");
+    std::fs::write(&props_file, r#"{"owner": "bob", "tags": ["q3"]}"#).unwrap();
+    let resource_arg = format!("@{}", props_file.display());
+    let answer = json(
+        &mut me(),
+        &[
+            "check",
+            "prober",
+            "read",
+            "doc:1",
+            "--subject-properties",
+            r#"{"clearance": 3}"#,
+            "--action-properties",
+            r#"{"urgent": true}"#,
+            "--resource-properties",
+            &resource_arg,
+            "--context",
+            r#"{"ip": "10.0.0.1"}"#,
+        ],
+    );
+    assert_eq!(answer["decision"], true, "{answer}");
+    let seen = &answer["context"];
+    assert_eq!(
+        seen["subject"]["properties"],
+        serde_json::json!({"clearance": 3})
+    );
+    assert_eq!(
+        seen["action"]["properties"],
+        serde_json::json!({"urgent": true})
+    );
+    assert_eq!(
+        seen["resource"]["properties"],
+        serde_json::json!({"owner": "bob", "tags": ["q3"]})
+    );
+    assert_eq!(seen["context"], serde_json::json!({"ip": "10.0.0.1"}));
+    // Without them, the policy sees no properties.
+    let bare = json(&mut me(), &["check", "prober", "read", "doc:1"]);
+    assert_eq!(
+        bare["context"]["subject"]["properties"],
+        serde_json::json!({})
+    );
+
+    for (flag, value, expected) in [
+        (
+            "--subject-properties",
+            "[1, 2]",
+            "--subject-properties must be a JSON object",
+        ),
+        (
+            "--action-properties",
+            "\"fast\"",
+            "--action-properties must be a JSON object",
+        ),
+        (
+            "--resource-properties",
+            "{oops",
+            "--resource-properties is not valid JSON",
+        ),
+    ] {
+        let out = run(
+            &mut me(),
+            &["check", "prober", "read", "doc:1", flag, value],
+        );
+        assert_eq!(out.code, 2, "{flag} {value}: {}", out.stdout);
+        assert!(out.stderr.contains(expected), "{}", out.stderr);
+    }
+}
+
+/// The cases file of docs/CLI.md is one `ward policy test` reads.
+#[test]
+fn the_documented_cases_file_is_valid() {
+    let page = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/CLI.md"),
+    )
+    .unwrap();
+    let yaml = crate::docs::blocks(&page, "yaml");
+    assert_eq!(yaml.len(), 1);
+    let suite = ward_cli::cases::parse(yaml[0]).unwrap();
+    assert_eq!(suite.cases.len(), 2);
+    assert_eq!(suite.cases[1].evaluations.as_ref().unwrap().len(), 3);
 }

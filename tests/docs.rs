@@ -210,3 +210,71 @@ fn the_server_library_has_no_module_cycles() {
     }
     assert!(edges.len() > 10, "the graph was read: {edges:?}");
 }
+
+/// Runs POLICIES.md's blocks for `lang` (info string `sh LANG`) as one
+/// script against a server with a fresh tenant, and checks the newcomer
+/// ends with an allow.
+fn policies_md_section_works_as_written(lang: &str, policy: &str) {
+    let page =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/POLICIES.md"))
+            .unwrap();
+    let script = blocks(&page, &format!("sh {lang}")).join("\n");
+    assert!(script.contains("ward policy test"), "{lang}: {script}");
+
+    let work = tempfile::tempdir().unwrap();
+    let operator = crate::languages::OPERATOR;
+    let (_ward, base) = crate::languages::serve(work.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let key = runtime.block_on(crate::support::provision(
+        &reqwest::Client::new(),
+        &base,
+        operator,
+        serde_json::json!({"slug": "acme", "name": "Acme"}),
+    ));
+
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_ward")).parent().unwrap();
+    let mut bash = Command::new("bash");
+    bash.arg("-c")
+        .arg(format!("set -euo pipefail\n{script}"))
+        .current_dir(work.path())
+        .stdin(Stdio::null());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("WARD_") {
+            bash.env_remove(key);
+        }
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    bash.env("PATH", format!("{}:{path}", bin_dir.display()))
+        .env("WARD_URL", &base)
+        .env("WARD_TOKEN", key)
+        .env("WARD_CACHE_DIR", crate::languages::cache_dir());
+    let out = bash.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    for expected in [
+        "5 passed, 0 failed".to_string(),
+        format!("activated version 1 of `{policy}`"),
+        "allow\n  `reporter` may `export` `reports:q3`".to_string(),
+    ] {
+        assert!(
+            stdout.contains(&expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn policies_md_javascript_section_works_as_written() {
+    policies_md_section_works_as_written("js", "my-js-policy");
+}
+
+#[test]
+fn policies_md_typescript_section_works_as_written() {
+    policies_md_section_works_as_written("ts", "my-ts-policy");
+}
+
+#[test]
+fn policies_md_python_section_works_as_written() {
+    policies_md_section_works_as_written("python", "my-py-policy");
+}

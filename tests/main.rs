@@ -16,6 +16,7 @@ mod docs;
 mod files;
 mod hostile;
 mod identity;
+mod languages;
 mod limits;
 #[path = "../host/plugins_build.rs"]
 mod plugins_build;

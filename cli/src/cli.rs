@@ -1,6 +1,7 @@
 //! The client commands of `ward`: each is one or a few calls through the
 //! Rust client SDK, printed as a table (or as JSON with `--json`).
 
+mod lang;
 mod manage;
 mod output;
 mod policy;
@@ -45,6 +46,20 @@ pub struct Remote {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// How long one request may take, in seconds [default: 30; 600 for
+    /// `policy push`, which waits while the server compiles].
+    #[arg(long, global = true)]
+    timeout: Option<u64>,
+}
+
+impl Remote {
+    /// The same, waiting `seconds` for each request unless told otherwise.
+    pub fn patient(&self, seconds: u64) -> Remote {
+        Remote {
+            timeout: Some(self.timeout.unwrap_or(seconds)),
+            ..self.clone()
+        }
+    }
 }
 
 /// What a command works with.
@@ -55,7 +70,8 @@ pub struct Ctx {
 
 impl Ctx {
     fn new(remote: &Remote) -> anyhow::Result<Ctx> {
-        let mut builder = Client::builder(&remote.server);
+        let mut builder = Client::builder(&remote.server)
+            .timeout(std::time::Duration::from_secs(remote.timeout.unwrap_or(30)));
         if let Some(token) = &remote.token {
             builder = builder.token(token.as_str());
         }
@@ -320,10 +336,14 @@ pub enum AuditCommand {
 /// Policy commands.
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Scaffold a policy crate: Cargo.toml, src/lib.rs and cases.yaml.
+    /// Scaffold a policy: an example policy and its cases.yaml, in Rust
+    /// (a crate), JavaScript, TypeScript or Python.
     New {
-        /// The policy's name (also the crate's).
+        /// The policy's name.
         name: String,
+        /// The language: rust, js, ts or python.
+        #[arg(long, default_value = "rust")]
+        lang: String,
         /// Where to create it [default: ./NAME].
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
@@ -331,11 +351,20 @@ pub enum PolicyCommand {
         #[arg(long)]
         sdk: Option<std::path::PathBuf>,
     },
-    /// Build the policy crate in DIR for wasm32-wasip2 (release).
+    /// Build the policy in DIR into a component: a crate for wasm32-wasip2
+    /// (release); JavaScript, TypeScript or Python with their toolchains,
+    /// installed into Ward's cache on first use.
     Build {
-        /// The crate's directory.
+        /// The policy's directory.
         #[arg(long, default_value = ".")]
         dir: std::path::PathBuf,
+    },
+    /// Install the toolchains that build policies in these languages into
+    /// Ward's cache now, so that later builds work offline.
+    Setup {
+        /// Languages: js, ts, python, or all.
+        #[arg(long, value_delimiter = ',', default_value = "all")]
+        lang: Vec<String>,
     },
     /// Evaluate test cases locally, in the same sandbox as the server.
     /// Without a component, the crate in --dir is built first.
@@ -344,7 +373,7 @@ pub enum PolicyCommand {
         wasm: Option<std::path::PathBuf>,
         /// The cases (YAML) [default: cases.yaml in --dir].
         cases: Option<std::path::PathBuf>,
-        /// The crate to build when no component is given.
+        /// The policy to build when no component is given.
         #[arg(long, default_value = ".")]
         dir: std::path::PathBuf,
     },
@@ -354,7 +383,7 @@ pub enum PolicyCommand {
         name: String,
         /// The component; without it the crate in --dir is built first.
         wasm: Option<std::path::PathBuf>,
-        /// The crate to build when no component is given.
+        /// The policy to build when no component is given.
         #[arg(long, default_value = ".")]
         dir: std::path::PathBuf,
         /// Stage the version without serving it.
@@ -401,4 +430,13 @@ pub struct CheckArgs {
     /// Context as a JSON object.
     #[arg(long)]
     context: Option<String>,
+    /// The subject's properties, as a JSON object.
+    #[arg(long, value_name = "JSON")]
+    subject_properties: Option<String>,
+    /// The action's properties, as a JSON object.
+    #[arg(long, value_name = "JSON")]
+    action_properties: Option<String>,
+    /// The resource's properties, as a JSON object.
+    #[arg(long, value_name = "JSON")]
+    resource_properties: Option<String>,
 }

@@ -468,19 +468,23 @@ pub async fn check(ctx: Ctx, args: CheckArgs) -> anyhow::Result<ExitCode> {
     let entity = |text: &str, what: &str| {
         Entity::parse_qualified(text).with_context(|| format!("{what} `{text}` is not TYPE:ID"))
     };
-    let subject = if args.subject.contains(':') {
+    let object =
+        |text: Option<String>, what: &str| text.map(|text| object_arg(&text, what)).transpose();
+    let mut subject = if args.subject.contains(':') {
         entity(&args.subject, "the subject")?
     } else {
         Entity::new("agent", args.subject.as_str())
     };
+    subject.properties = object(args.subject_properties, "--subject-properties")?;
+    let mut action = RequestAction::new(args.action.as_str());
+    action.properties = object(args.action_properties, "--action-properties")?;
+    let mut resource = entity(&args.resource, "the resource")?;
+    resource.properties = object(args.resource_properties, "--resource-properties")?;
     let request = AuthorizeRequest {
         subject,
-        action: RequestAction::new(args.action.as_str()),
-        resource: entity(&args.resource, "the resource")?,
-        context: args
-            .context
-            .map(|c| object_arg(&c, "--context"))
-            .transpose()?,
+        action,
+        resource,
+        context: object(args.context, "--context")?,
     };
     let answer = ctx.client.authorize(&request).await?;
     ctx.show(&answer, |a| {

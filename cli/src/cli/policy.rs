@@ -5,9 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::Context as _;
+use ward::sandbox::SandboxConfig;
 use ward_cli::cases::{self, Runner};
 use ward_client::types::PolicyInfo;
 
+use super::lang::{self, Lang};
 use super::output::{Progress, Table, bytes, or_dash, word};
 use super::{Ctx, PolicyCommand, Remote, json_arg, run};
 
@@ -20,9 +22,14 @@ const BUILT_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk/policy");
 /// `ward policy …`: the local commands need no server.
 pub fn policy(remote: &Remote, command: PolicyCommand) -> anyhow::Result<ExitCode> {
     match command {
-        PolicyCommand::New { name, dir, sdk } => {
+        PolicyCommand::New {
+            name,
+            dir,
+            sdk,
+            lang,
+        } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
-            scaffold(&name, &dir, sdk.as_deref())?;
+            scaffold(&name, &dir, sdk.as_deref(), Lang::parse(&lang)?)?;
             println!("created policy `{name}` in {}", dir.display());
             println!(
                 "next: cd {} && ward policy test (builds it and runs cases.yaml)",
@@ -30,8 +37,23 @@ pub fn policy(remote: &Remote, command: PolicyCommand) -> anyhow::Result<ExitCod
             );
             Ok(ExitCode::SUCCESS)
         }
+        PolicyCommand::Setup { lang } => {
+            let mut wanted = Vec::new();
+            for name in &lang {
+                match name.as_str() {
+                    "all" => wanted.extend([Lang::JavaScript, Lang::Python]),
+                    other => wanted.push(Lang::parse(other)?),
+                }
+            }
+            for lang in wanted {
+                if let Some(dir) = lang::setup(lang)? {
+                    println!("{}: {}", lang.name(), dir.display());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         PolicyCommand::Build { dir } => {
-            let wasm = build(&dir)?;
+            let wasm = build_any(&dir)?;
             println!("{}", wasm.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -39,9 +61,12 @@ pub fn policy(remote: &Remote, command: PolicyCommand) -> anyhow::Result<ExitCod
             let cases = cases.unwrap_or_else(|| dir.join("cases.yaml"));
             let wasm = match wasm {
                 Some(wasm) => wasm,
-                None => build(&dir)?,
+                None => build_any(&dir)?,
             };
             test(&wasm, &cases, remote.json)
+        }
+        push @ PolicyCommand::Push { .. } => {
+            run(&remote.patient(600), |ctx| remote_command(ctx, push))
         }
         other => run(remote, |ctx| remote_command(ctx, other)),
     }
@@ -58,7 +83,7 @@ async fn remote_command(ctx: Ctx, command: PolicyCommand) -> anyhow::Result<Exit
         } => {
             let path = match wasm {
                 Some(path) => path,
-                None => build(&dir)?,
+                None => build_any(&dir)?,
             };
             let module = std::fs::read(&path)
                 .with_context(|| format!("cannot read `{}`", path.display()))?;
@@ -103,7 +128,10 @@ async fn remote_command(ctx: Ctx, command: PolicyCommand) -> anyhow::Result<Exit
             client.delete_policy(&name).await?;
             ctx.done(format!("deleted policy {name}"));
         }
-        PolicyCommand::New { .. } | PolicyCommand::Build { .. } | PolicyCommand::Test { .. } => {
+        PolicyCommand::New { .. }
+        | PolicyCommand::Setup { .. }
+        | PolicyCommand::Build { .. }
+        | PolicyCommand::Test { .. } => {
             anyhow::bail!("a local command reached the server")
         }
     }
@@ -161,7 +189,7 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn scaffold(name: &str, dir: &Path, sdk: Option<&Path>) -> anyhow::Result<()> {
+fn scaffold(name: &str, dir: &Path, sdk: Option<&Path>, lang: Lang) -> anyhow::Result<()> {
     check_name(name)?;
     if dir.exists()
         && std::fs::read_dir(dir)
@@ -170,6 +198,27 @@ fn scaffold(name: &str, dir: &Path, sdk: Option<&Path>) -> anyhow::Result<()> {
             .is_some()
     {
         anyhow::bail!("`{}` exists and is not empty", dir.display());
+    }
+    if lang != Lang::Rust {
+        anyhow::ensure!(
+            sdk.is_none(),
+            "--sdk names the Rust SDK; a {} policy is built with the SDK this `ward` carries",
+            lang.name()
+        );
+        let (entry, template, editor) = match lang {
+            Lang::JavaScript => ("policy.js", POLICY_JS, ("jsconfig.json", JSCONFIG)),
+            Lang::TypeScript => ("policy.ts", POLICY_TS, ("tsconfig.json", TSCONFIG)),
+            _ => ("policy.py", POLICY_PY, ("", "")),
+        };
+        let mut files = vec![
+            (entry, template.replace("{name}", name)),
+            ("cases.yaml", CASES_YAML.to_string()),
+            (".gitignore", "/.ward/\n__pycache__/\n".to_string()),
+        ];
+        if !editor.0.is_empty() {
+            files.push((editor.0, editor.1.to_string()));
+        }
+        return write_files(dir, &files);
     }
     let sdk = match sdk {
         Some(path) => Some(path.to_path_buf()),
@@ -195,16 +244,22 @@ fn scaffold(name: &str, dir: &Path, sdk: Option<&Path>) -> anyhow::Result<()> {
         }
         None => format!("\"{}\"", env!("CARGO_PKG_VERSION")),
     };
-    std::fs::create_dir_all(dir.join("src"))
-        .with_context(|| format!("cannot create `{}`", dir.display()))?;
     let files = [
         ("Cargo.toml", cargo_toml(name, &dependency)),
         ("src/lib.rs", LIB_RS.replace("{name}", name)),
         ("cases.yaml", CASES_YAML.to_string()),
         (".gitignore", "/target\n".to_string()),
     ];
+    write_files(dir, &files)
+}
+
+fn write_files(dir: &Path, files: &[(&str, String)]) -> anyhow::Result<()> {
     for (file, text) in files {
         let path = dir.join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create `{}`", parent.display()))?;
+        }
         std::fs::write(&path, text)
             .with_context(|| format!("cannot write `{}`", path.display()))?;
     }
@@ -241,95 +296,14 @@ panic = "abort"
     )
 }
 
-const LIB_RS: &str = r#"//! `{name}`: a Ward policy.
-//!
-//! An agent may do what one of its permissions grants. Actions listed in
-//! the policy's config under `require_mfa` also need `"mfa": true` in the
-//! request's context.
+const LIB_RS: &str = include_str!("templates/lib.rs");
+const POLICY_JS: &str = include_str!("templates/policy.js");
+const POLICY_TS: &str = include_str!("templates/policy.ts");
+const POLICY_PY: &str = include_str!("templates/policy.py");
+const JSCONFIG: &str = include_str!("templates/jsconfig.json");
+const TSCONFIG: &str = include_str!("templates/tsconfig.json");
 
-use serde::Deserialize;
-use ward_policy::{Decision, Request, Result, allow, deny};
-
-#[derive(Default, Deserialize)]
-#[serde(default)]
-struct Config {
-    require_mfa: Vec<String>,
-}
-
-fn evaluate(request: &Request) -> Result<Decision> {
-    let Some(agent) = request.agent() else {
-        return Ok(deny(format!(
-            "`{}` is not a registered agent",
-            request.subject().qualified()
-        )));
-    };
-    let resource = request.resource().qualified();
-    let action = request.action().name();
-    if !agent.permissions.iter().any(|p| p.grants(&resource, action)) {
-        return Ok(deny(format!(
-            "`{}` has no permission to `{action}` `{resource}`",
-            agent.name
-        )));
-    }
-    let config: Config = match request.config_json() {
-        "null" => Config::default(),
-        _ => request.config()?,
-    };
-    let mfa = request.context_field("mfa").and_then(|v| v.as_bool());
-    if config.require_mfa.iter().any(|a| a == action) && mfa != Some(true) {
-        return Ok(deny(format!("`{action}` needs multi-factor authentication")));
-    }
-    Ok(allow().reason(format!("`{}` may `{action}` `{resource}`", agent.name)))
-}
-
-ward_policy::policy!(evaluate);
-"#;
-
-const CASES_YAML: &str = r#"# `ward policy test` builds the policy and checks every case below.
-config:
-  require_mfa: [delete]
-agents:
-  - name: reporter
-    type: service
-    permissions:
-      - resource: "reports:*"
-        actions: [read, export, delete]
-cases:
-  - name: the reporter exports a report
-    subject: reporter
-    action: export
-    resource: reports:q3
-    expect:
-      decision: allow
-      reasons: ["`reporter` may `export` `reports:q3`"]
-  - name: nothing grants the reporter invoices
-    subject: reporter
-    action: read
-    resource: invoices:7
-    expect:
-      decision: deny
-  - name: deleting needs multi-factor authentication
-    subject: reporter
-    action: delete
-    resource: reports:q3
-    expect:
-      decision: deny
-      reasons: ["`delete` needs multi-factor authentication"]
-  - name: with it, the reporter may delete
-    subject: reporter
-    action: delete
-    resource: reports:q3
-    context: {mfa: true}
-    expect:
-      decision: allow
-  - name: an unknown subject is denied
-    subject: user:mallory
-    action: read
-    resource: reports:q3
-    expect:
-      decision: deny
-      reasons: ["`user:mallory` is not a registered agent"]
-"#;
+const CASES_YAML: &str = include_str!("templates/cases.yaml");
 
 // ---- build -----------------------------------------------------------------
 
@@ -358,6 +332,15 @@ fn ensure_target() -> anyhow::Result<()> {
         "the Rust standard library for {TARGET} is missing; run `rustup target add {TARGET}`"
     );
     Ok(())
+}
+
+/// Builds the policy in `dir`, whatever its language, and returns the
+/// component's path.
+fn build_any(dir: &Path) -> anyhow::Result<PathBuf> {
+    match Lang::detect(dir)? {
+        Lang::Rust => build(dir),
+        other => lang::build(dir, other),
+    }
 }
 
 /// Builds the crate in `dir` and returns the component's path.
@@ -422,7 +405,24 @@ fn test(wasm: &Path, cases_path: &Path, json: bool) -> anyhow::Result<ExitCode> 
     let text = std::fs::read_to_string(cases_path)
         .with_context(|| format!("cannot read `{}`", cases_path.display()))?;
     let suite = cases::parse(&text)?;
-    let results = Runner::new()?.run(&module, &suite)?;
+    // Compiled code is kept in Ward's cache, so that running the cases
+    // again does not compile again; quickly compiled code is enough to
+    // check what a policy decides.
+    let cache = lang::cache_dir()
+        .ok()
+        .map(|dir| dir.join("compiled-for-tests"));
+    let config = SandboxConfig {
+        cache_dir: cache.clone(),
+        optimise: false,
+        // The author's own machine, maybe busy: a large module is worth
+        // waiting for.
+        compile_timeout: std::time::Duration::from_secs(120),
+        ..SandboxConfig::default()
+    };
+    let results = Runner::with_sandbox(config)?.run(&module, &suite)?;
+    if let Some(cache) = cache {
+        prune(&cache, KEPT_COMPILED);
+    }
     let failed = results.iter().filter(|r| !r.passed).count();
     if json {
         println!("{}", serde_json::to_string_pretty(&results)?);
@@ -432,8 +432,8 @@ fn test(wasm: &Path, cases_path: &Path, json: bool) -> anyhow::Result<ExitCode> 
             table.row(vec![
                 if r.passed { "pass" } else { "FAIL" }.to_string(),
                 r.name.clone(),
-                r.expected.to_string(),
-                r.got.to_string(),
+                r.expected_text(),
+                r.got_text(),
             ]);
         }
         print!("{}", table.render());
@@ -442,8 +442,8 @@ fn test(wasm: &Path, cases_path: &Path, json: bool) -> anyhow::Result<ExitCode> 
             for difference in &r.differences {
                 println!("  {difference}");
             }
-            if !r.reasons.is_empty() {
-                println!("  the policy said: {}", r.reasons.join("; "));
+            for line in r.said() {
+                println!("  the policy said: {line}");
             }
         }
         println!(
@@ -457,6 +457,30 @@ fn test(wasm: &Path, cases_path: &Path, json: bool) -> anyhow::Result<ExitCode> 
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Compiled policies `ward policy test` keeps: a JavaScript or Python one
+/// takes 40–70 MB.
+const KEPT_COMPILED: usize = 8;
+
+/// Keeps the `keep` most recently written files under `cache`'s
+/// subdirectories and removes the rest; best effort.
+fn prune(cache: &Path, keep: usize) {
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(cache)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .flat_map(|dir| std::fs::read_dir(dir.path()).into_iter().flatten())
+        .filter_map(Result::ok)
+        .filter_map(|file| {
+            let modified = file.metadata().ok()?.modified().ok()?;
+            Some((modified, file.path()))
+        })
+        .collect();
+    files.sort_by(|a, b| b.0.cmp(&a.0));
+    for (_, path) in files.into_iter().skip(keep) {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 #[cfg(test)]
