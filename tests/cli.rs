@@ -13,10 +13,10 @@ use crate::support::{KillOnDrop, guest_path, spawn_ward};
 
 const OPERATOR: &str = "cli-operator-token";
 
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// `ward` with the server, token and tenant given, nothing inherited.
@@ -30,7 +30,7 @@ fn ward(base: &str, token: &str) -> Command {
     command
 }
 
-fn run(command: &mut Command, args: &[&str]) -> Output {
+pub(crate) fn run(command: &mut Command, args: &[&str]) -> Output {
     let out = command.args(args).output().unwrap();
     Output {
         code: out.status.code().unwrap_or(-1),
@@ -39,7 +39,7 @@ fn run(command: &mut Command, args: &[&str]) -> Output {
     }
 }
 
-fn ok(command: &mut Command, args: &[&str]) -> String {
+pub(crate) fn ok(command: &mut Command, args: &[&str]) -> String {
     let out = run(command, args);
     assert_eq!(
         out.code, 0,

@@ -215,6 +215,7 @@ fn the_server_library_has_no_module_cycles() {
 /// script against a server with a fresh tenant, and checks the newcomer
 /// ends with an allow.
 fn policies_md_section_works_as_written(lang: &str, policy: &str) {
+    let _cores = crate::support::cores_busy();
     let page =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/POLICIES.md"))
             .unwrap();

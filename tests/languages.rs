@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+use crate::cli::{ok, run};
 use crate::support::{KillOnDrop, spawn_ward};
 
 pub const OPERATOR: &str = "languages-operator-token";
@@ -42,23 +43,6 @@ pub fn ward(server: Option<(&str, &str)>) -> Command {
         command.env("WARD_URL", base).env("WARD_TOKEN", token);
     }
     command
-}
-
-/// Runs `ward args`, returning (exit code, stdout, stderr).
-pub fn run(mut command: Command, args: &[&str]) -> (i32, String, String) {
-    let out = command.args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Runs `ward args` and insists it succeeds; returns stdout.
-pub fn ok(command: Command, args: &[&str]) -> String {
-    let (code, stdout, stderr) = run(command, args);
-    assert_eq!(code, 0, "ward {args:?}\nstdout: {stdout}\nstderr: {stderr}");
-    stdout
 }
 
 /// A language's files for the adversarial test: the scaffolded policy
@@ -175,7 +159,7 @@ fn scaffold_and_test(adversary: &Adversary, dir: &Path) -> PathBuf {
     let path = project.to_str().unwrap();
     let name = format!("demo-{}", adversary.lang);
     ok(
-        ward(None),
+        &mut ward(None),
         &[
             "policy",
             "new",
@@ -193,16 +177,17 @@ fn scaffold_and_test(adversary: &Adversary, dir: &Path) -> PathBuf {
     text.push_str(ADVERSARIAL_CASES);
     std::fs::write(&cases, text).unwrap();
 
-    let built = ok(ward(None), &["policy", "build", "--dir", path]);
+    let built = ok(&mut ward(None), &["policy", "build", "--dir", path]);
     let wasm = PathBuf::from(built.trim());
     assert!(wasm.is_file(), "{}", wasm.display());
-    let tested = ok(ward(None), &["policy", "test", "--dir", path]);
+    let tested = ok(&mut ward(None), &["policy", "test", "--dir", path]);
     assert!(tested.contains("8 passed, 0 failed"), "{tested}");
     wasm
 }
 
 /// The whole loop for one language, against a real server.
 fn author_loop(adversary: &Adversary) {
+    let _cores = crate::support::cores_busy();
     let dir = tempfile::tempdir().unwrap();
     let wasm = scaffold_and_test(adversary, dir.path());
     let wasm = wasm.to_str().unwrap();
@@ -210,9 +195,9 @@ fn author_loop(adversary: &Adversary) {
     let data = tempfile::tempdir().unwrap();
     let (_server, base) = serve(data.path());
     let op = || ward(Some((&base, OPERATOR)));
-    ok(op(), &["tenant", "create", "acme", "--name", "Acme"]);
+    ok(&mut op(), &["tenant", "create", "acme", "--name", "Acme"]);
     let secret = ok(
-        op(),
+        &mut op(),
         &[
             "--tenant",
             "acme",
@@ -225,14 +210,14 @@ fn author_loop(adversary: &Adversary) {
         ],
     );
     let me = || ward(Some((&base, secret.trim())));
-    let pushed = ok(me(), &["policy", "push", "demo", wasm]);
+    let pushed = ok(&mut me(), &["policy", "push", "demo", wasm]);
     assert!(pushed.contains("activated version 1"), "{pushed}");
     ok(
-        me(),
+        &mut me(),
         &["policy", "config", "demo", r#"{"require_mfa": ["delete"]}"#],
     );
     ok(
-        me(),
+        &mut me(),
         &[
             "agent",
             "put",
@@ -249,7 +234,8 @@ fn author_loop(adversary: &Adversary) {
     let check = |args: &[&str]| -> (i32, Value) {
         let mut all = vec!["--json", "check"];
         all.extend_from_slice(args);
-        let (code, stdout, stderr) = run(me(), &all);
+        let out = run(&mut me(), &all);
+        let (code, stdout, stderr) = (out.code, out.stdout, out.stderr);
         let answer =
             serde_json::from_str(&stdout).unwrap_or_else(|err| panic!("{err}: {stdout}\n{stderr}"));
         (code, answer)
@@ -332,6 +318,7 @@ fn js_toolchain() -> PathBuf {
 
 #[test]
 fn the_same_rules_pass_the_same_cases_in_rust_javascript_and_python() {
+    let _cores = crate::support::cores_busy();
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/approvals");
     for lang in ["rust", "js", "python"] {
         let dir = examples.join(lang);
@@ -343,19 +330,23 @@ fn the_same_rules_pass_the_same_cases_in_rust_javascript_and_python() {
                 command.env_remove(key);
             }
         }
-        let passed = ok(command, &["policy", "test", "--dir", dir.to_str().unwrap()]);
+        let passed = ok(
+            &mut command,
+            &["policy", "test", "--dir", dir.to_str().unwrap()],
+        );
         assert!(passed.contains("8 passed, 0 failed"), "{lang}: {passed}");
     }
 }
 
 #[test]
 fn a_component_importing_more_than_wasi_is_refused_naming_the_import() {
+    let _cores = crate::support::cores_busy();
     // A JavaScript policy built with componentize-js's defaults, which
     // leave wasi:http among its imports.
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("p");
     ok(
-        ward(None),
+        &mut ward(None),
         &[
             "policy",
             "new",
@@ -367,7 +358,7 @@ fn a_component_importing_more_than_wasi_is_refused_naming_the_import() {
         ],
     );
     ok(
-        ward(None),
+        &mut ward(None),
         &["policy", "build", "--dir", project.to_str().unwrap()],
     );
     let tools = js_toolchain();
@@ -400,9 +391,9 @@ fn a_component_importing_more_than_wasi_is_refused_naming_the_import() {
     let data = tempfile::tempdir().unwrap();
     let (_server, base) = serve(data.path());
     let op = || ward(Some((&base, OPERATOR)));
-    ok(op(), &["tenant", "create", "acme", "--name", "Acme"]);
-    let (code, _, stderr) = run(
-        op(),
+    ok(&mut op(), &["tenant", "create", "acme", "--name", "Acme"]);
+    let out = run(
+        &mut op(),
         &[
             "--tenant",
             "acme",
@@ -412,8 +403,8 @@ fn a_component_importing_more_than_wasi_is_refused_naming_the_import() {
             wasm.to_str().unwrap(),
         ],
     );
-    assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("wasi:http"), "{stderr}");
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("wasi:http"), "{}", out.stderr);
 }
 
 #[test]

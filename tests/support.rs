@@ -305,3 +305,22 @@ pub async fn provision(
         .unwrap();
     key["secret"].as_str().unwrap().to_string()
 }
+
+/// Tests whose replicas time one another (the cluster tests) run alone
+/// among the tests that load every core for minutes (compiling 12–18 MB
+/// JavaScript and Python components); those may run beside each other.
+static CORES: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// For a test that needs the cores undisturbed.
+pub fn cores_alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    CORES
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// For a test that loads every core for a long time.
+pub fn cores_busy() -> std::sync::RwLockReadGuard<'static, ()> {
+    CORES
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

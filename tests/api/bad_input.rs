@@ -171,7 +171,7 @@ async fn hostile_input_gets_4xx_json_and_changes_nothing() {
     }
     // Oversized bodies are refused from their declared length alone.
     for (path, content_type, length) in [
-        ("/v1/policies/p", "application/wasm", 40usize << 20),
+        ("/v1/policies/p", "application/wasm", 80usize << 20),
         ("/v1/data/d", "application/json", 2 << 20),
         ("/v1/authorize", "application/json", 2 << 20),
     ] {

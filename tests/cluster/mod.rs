@@ -91,15 +91,20 @@ impl Replica {
 pub struct Cluster {
     pub replicas: Vec<Replica>,
     pub http: reqwest::Client,
+    /// Replicas time one another (heartbeats, leases): no test that
+    /// loads every core for long runs beside them.
+    _cores: std::sync::RwLockWriteGuard<'static, ()>,
 }
 
 impl Cluster {
     pub fn start(n: usize, extra: &str) -> Cluster {
+        let cores = crate::support::cores_alone();
         let url = database();
         let replicas = (0..n)
             .map(|_| Replica::start(tempfile::tempdir().unwrap(), &url, extra))
             .collect();
         Cluster {
+            _cores: cores,
             replicas,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
