@@ -403,15 +403,7 @@ fn a_scaffolded_policy_builds_and_passes_its_cases() {
     assert_ne!(wrong, cases);
     let wrong_path = dir.path().join("wrong.yaml");
     std::fs::write(&wrong_path, wrong).unwrap();
-    let failed = run(
-        &mut local_ward(),
-        &[
-            "policy",
-            "test",
-            wasm.to_str().unwrap(),
-            wrong_path.to_str().unwrap(),
-        ],
-    );
+    let failed = policy_test(&wasm, &wrong_path);
     assert_eq!(failed.code, 1, "{}", failed.stderr);
     assert!(
         failed.stdout.contains("FAIL    deleting needs"),
@@ -451,15 +443,7 @@ fn bad_cases_files_are_refused_with_a_reason() {
     let check = |text: &str, expected: &str| {
         let path = dir.path().join("cases.yaml");
         std::fs::write(&path, text).unwrap();
-        let out = run(
-            &mut local_ward(),
-            &[
-                "policy",
-                "test",
-                wasm.to_str().unwrap(),
-                path.to_str().unwrap(),
-            ],
-        );
+        let out = policy_test(&wasm, &path);
         assert_eq!(out.code, 2, "{text}: {}", out.stdout);
         assert!(out.stderr.contains(expected), "{text}: {}", out.stderr);
     };
@@ -488,15 +472,7 @@ fn bad_cases_files_are_refused_with_a_reason() {
     std::fs::write(&path, format!("cases:\n{one}")).unwrap();
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, b"not wasm").unwrap();
-    let out = run(
-        &mut local_ward(),
-        &[
-            "policy",
-            "test",
-            junk.to_str().unwrap(),
-            path.to_str().unwrap(),
-        ],
-    );
+    let out = policy_test(&junk, &path);
     assert_eq!(out.code, 2);
     assert!(
         out.stderr.contains("the policy was refused"),
@@ -610,6 +586,19 @@ fn policy_test_decides_printing_and_panicking_policies_as_the_server_does() {
 }
 
 /// A cases file at `dir/name`, for `ward policy test`.
+/// `ward policy test WASM CASES`, run locally.
+fn policy_test(wasm: &std::path::Path, cases: &std::path::Path) -> Output {
+    run(
+        &mut local_ward(),
+        &[
+            "policy",
+            "test",
+            wasm.to_str().unwrap(),
+            cases.to_str().unwrap(),
+        ],
+    )
+}
+
 fn cases_file(dir: &std::path::Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -801,15 +790,7 @@ fn policy_test_batch_cases_follow_the_servers_semantics() {
 "#
         ),
     );
-    let out = run(
-        &mut local_ward(),
-        &[
-            "policy",
-            "test",
-            wasm.to_str().unwrap(),
-            failing.to_str().unwrap(),
-        ],
-    );
+    let out = policy_test(&wasm, &failing);
     assert_eq!(out.code, 1, "{}", out.stderr);
     for expected in [
         "evaluations[0] reasons: expected [\"nope\"], got [\"`reports:*` grants `read` on `reports:q3`\"]",
@@ -829,15 +810,7 @@ fn bad_batch_cases_are_refused_with_a_reason() {
     let wasm = guest_path("permissions");
     let check = |case: &str, expected: &str| {
         let path = cases_file(dir.path(), "cases.yaml", &format!("cases:\n  - {case}\n"));
-        let out = run(
-            &mut local_ward(),
-            &[
-                "policy",
-                "test",
-                wasm.to_str().unwrap(),
-                path.to_str().unwrap(),
-            ],
-        );
+        let out = policy_test(&wasm, &path);
         assert_eq!(out.code, 2, "{case}: {}", out.stdout);
         assert!(out.stderr.contains(expected), "{case}: {}", out.stderr);
     };

@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::cli::{ok, run};
 use crate::support::{KillOnDrop, spawn_ward};
 
-pub const OPERATOR: &str = "languages-operator-token";
+const OPERATOR: &str = "languages-operator-token";
 
 /// A server in `data` for these tests, and its URL. It compiles a 12–18
 /// MB component while other tests compile theirs on the same two cores,
@@ -43,6 +43,18 @@ pub fn ward(server: Option<(&str, &str)>) -> Command {
         command.env("WARD_URL", base).env("WARD_TOKEN", token);
     }
     command
+}
+
+/// A new tenant `acme` on the server at `base`, and an admin key for it.
+pub fn tenant_key(base: &str) -> String {
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(crate::support::provision(
+            &reqwest::Client::new(),
+            base,
+            OPERATOR,
+            serde_json::json!({"slug": "acme", "name": "Acme"}),
+        ))
 }
 
 /// A language's files for the adversarial test: the scaffolded policy
@@ -194,22 +206,8 @@ fn author_loop(adversary: &Adversary) {
 
     let data = tempfile::tempdir().unwrap();
     let (_server, base) = serve(data.path());
-    let op = || ward(Some((&base, OPERATOR)));
-    ok(&mut op(), &["tenant", "create", "acme", "--name", "Acme"]);
-    let secret = ok(
-        &mut op(),
-        &[
-            "--tenant",
-            "acme",
-            "key",
-            "create",
-            "ci",
-            "--role",
-            "admin",
-            "--secret-only",
-        ],
-    );
-    let me = || ward(Some((&base, secret.trim())));
+    let secret = tenant_key(&base);
+    let me = || ward(Some((&base, &secret)));
     let pushed = ok(&mut me(), &["policy", "push", "demo", wasm]);
     assert!(pushed.contains("activated version 1"), "{pushed}");
     ok(
