@@ -44,8 +44,12 @@ fn comparable(answer: &Value) -> Value {
 async fn batch_decides_as_single_calls(inline: bool) {
     let server = TestServer::start_with(&format!("[http]\ninline_decisions = {inline}\n")).await;
     let (_, admin, authorize) = server.tenant("acme").await;
-    // The spinning guest runs to its tenant's timeout in every item.
-    let short = json!({"settings": {"sandbox": {"timeout_ms": 20}}});
+    // The spinning guest runs to its tenant's timeout in every item. The
+    // memory bomb must reach its limit well within that timeout even on a
+    // machine whose cores are busy elsewhere, or its reason would depend on
+    // the machine's load rather than on batching: a small memory limit and
+    // a timeout with room to spare.
+    let short = json!({"settings": {"sandbox": {"timeout_ms": 250, "memory_bytes": 4 << 20}}});
     let patched = server
         .call(
             "PATCH",
