@@ -10,6 +10,7 @@
 
 mod bindings;
 mod cache;
+mod compiles;
 mod engine;
 mod evaluate;
 mod host;
@@ -22,7 +23,7 @@ mod warm;
 mod wasi;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -119,14 +120,17 @@ pub struct SandboxConfig {
     pub max_module_bytes: usize,
     /// Upper bound on compiling one module, per started 8 MiB of it.
     pub compile_timeout: Duration,
-    /// Compilations that may run at once (abandoned ones included).
+    /// First compilations that may run at once (abandoned ones
+    /// included); one scope takes at most all but one of them. The
+    /// optimised compiles that follow quick ones run one at a time on a
+    /// thread of their own, taking the scopes in turn.
     pub max_concurrent_compiles: usize,
     /// Whether one compilation may use several threads.
     pub parallel_compilation: bool,
     /// Modules of at least this many bytes that are not in the cache are
     /// compiled twice: first quickly, without optimisation, so that the
-    /// upload returns and the policy decides sooner; then optimised on a
-    /// background thread, whose code replaces the quick code for the
+    /// upload returns and the policy decides sooner; then optimised on the
+    /// background optimiser thread, whose code replaces the quick code for the
     /// decisions that follow and is what the cache keeps. `usize::MAX`
     /// compiles every module once, optimised.
     pub quick_compile_bytes: usize,
@@ -220,8 +224,8 @@ pub struct SandboxStats {
     /// Modules compiled quickly first whose optimised code has replaced
     /// the quick code.
     pub optimised: u64,
-    /// Compilations running now (abandoned and background ones included),
-    /// each holding a place among `max_concurrent_compiles`.
+    /// Compilations running now (abandoned ones included), and optimised
+    /// compiles waiting or running in the background.
     pub compiling: u64,
     /// Compiled policies in memory now.
     pub resident: u64,
@@ -253,7 +257,8 @@ pub struct Sandbox {
     /// Compiled policies in memory by module hash (bounded), so that
     /// scopes uploading the same bytes share one.
     resident: Mutex<resident::Resident>,
-    compiles_in_flight: Arc<AtomicUsize>,
+    places: Arc<compiles::Places>,
+    optimiser: compiles::Optimiser,
     stats: Arc<Stats>,
     recipe: warm::StoreRecipe,
     warm: warm::Warm,
@@ -290,6 +295,18 @@ impl Sandbox {
         let warm = warm::Warm::start(recipe.clone(), config.warm_instances).map_err(|err| {
             SandboxError::Engine(format!("cannot start the instance thread: {err}"))
         })?;
+        let stats = Arc::<Stats>::default();
+        let optimiser = compiles::Optimiser::start(
+            compiles::Tools {
+                engine: engine.clone(),
+                linker: linker.clone(),
+                cache: cache.clone(),
+                stats: Arc::clone(&stats),
+            },
+            config.max_module_bytes.saturating_mul(2),
+            config.max_module_bytes.saturating_mul(8),
+        )
+        .map_err(|err| SandboxError::Engine(format!("cannot start the optimiser thread: {err}")))?;
         Ok(Sandbox {
             output_limits: OutputLimits {
                 max_reasons: config.max_reasons,
@@ -302,8 +319,9 @@ impl Sandbox {
             linker,
             config,
             cache,
-            compiles_in_flight: Arc::new(AtomicUsize::new(0)),
-            stats: Arc::default(),
+            places: Arc::default(),
+            optimiser,
+            stats,
             recipe,
             warm,
             _ticker: ticker,
@@ -323,7 +341,7 @@ impl Sandbox {
             compiled: self.stats.compiled.load(Ordering::Relaxed),
             cache_hits: self.stats.cache_hits.load(Ordering::Relaxed),
             optimised: self.stats.optimised.load(Ordering::Relaxed),
-            compiling: self.compiles_in_flight.load(Ordering::Acquire) as u64,
+            compiling: (self.places.taken() + self.optimiser.pending()) as u64,
             resident: resident.len() as u64,
             evictions: resident.evictions,
             warm: warm as u64,
@@ -367,6 +385,13 @@ impl Sandbox {
 
     fn lock_resident(&self) -> std::sync::MutexGuard<'_, resident::Resident> {
         self.resident.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether module `sha256` would load without compiling: its code is
+    /// in memory or in the disk cache.
+    pub fn has_code(&self, sha256: &str) -> bool {
+        self.lock_resident().get(sha256).is_some()
+            || self.cache.as_ref().is_some_and(|cache| cache.holds(sha256))
     }
 
     fn loaded_by_hash(&self, sha256: &str) -> Option<Arc<LoadedPolicy>> {

@@ -64,6 +64,10 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long a stop waits for the audit writer to store what is queued.
 pub const AUDIT_DRAIN: Duration = Duration::from_secs(10);
 
+/// How often the server looks whether policies changed that need compiling
+/// ahead of their decisions.
+const PREPARE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Ward's parts over one store, each made once and handed to those that
 /// use it. [`Ward`] serves them; tools that decide without a server (the
 /// policy case runner), benchmarks and tests use them directly.
@@ -349,6 +353,31 @@ impl Ward {
         }))
     }
 
+    /// Compiles, on a blocking thread, the active policies whose code is
+    /// neither in memory nor in the disk cache: at start, and again
+    /// whenever the applied revision moved (another replica's upload).
+    fn start_preparer(&self) -> tokio::task::JoinHandle<()> {
+        let registry = Arc::clone(&self.state.registry);
+        tokio::spawn(async move {
+            let mut prepared_at = None;
+            loop {
+                let revision = registry.applied_revision();
+                if prepared_at != Some(revision) {
+                    let registry = Arc::clone(&registry);
+                    match tokio::task::spawn_blocking(move || registry.prepare_policies()).await {
+                        Ok(0) => {}
+                        Ok(compiled) => {
+                            tracing::info!(compiled, "compiled policies ahead of their decisions")
+                        }
+                        Err(err) => tracing::error!(%err, "preparing policies failed"),
+                    }
+                    prepared_at = Some(revision);
+                }
+                tokio::time::sleep(PREPARE_INTERVAL).await;
+            }
+        })
+    }
+
     /// Puts `config`'s `[tenants]` and `[[plans]]` in force (the rest of
     /// it needs a restart); returns what changed. A config the registry
     /// refuses changes nothing.
@@ -387,8 +416,10 @@ impl Ward {
         let router = self.router();
         let maintenance = self.start_maintenance();
         let follower = self.start_follower();
+        let preparer = self.start_preparer();
         serve_http1(listener, router, shutdown).await;
         maintenance.abort();
+        preparer.abort();
         if let Some(follower) = follower {
             follower.abort();
         }

@@ -721,3 +721,72 @@ async fn a_tenant_deleted_on_one_replica_loses_its_keys_on_the_others_within_a_s
     );
     assert!(max <= Duration::from_secs(1), "{max:?}");
 }
+
+/// Where under `dir` a file named `name` is, if anywhere.
+fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_file(&path, name) {
+                return Some(found);
+            }
+        } else if entry.file_name() == name {
+            return Some(path);
+        }
+    }
+    None
+}
+
+/// Waits up to a minute for `name` to appear under `dir`.
+async fn appears(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let started = Instant::now();
+    loop {
+        if let Some(path) = find_file(dir, name) {
+            return path;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{name} never appeared under {}",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_is_compiled_ahead_of_its_first_decision_on_every_replica() {
+    let mut cluster = Cluster::start(2, "");
+    let key = cluster.tenant("ahead", json!({})).await;
+    let uploaded = cluster
+        .http
+        .put(format!("{}/v1/policies/roles", cluster.base(0)))
+        .bearer_auth(&key)
+        .header("content-type", "application/wasm")
+        .body(crate::support::guest("rbac"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), StatusCode::CREATED);
+    let uploaded: Value = uploaded.json().await.unwrap();
+    let compiled = format!("{}.cwasm", uploaded["sha256"].as_str().unwrap());
+
+    // The other replica compiles it without a decision asking for it.
+    let cached = appears(cluster.replicas[1].dir.path(), &compiled).await;
+
+    // So does a replica that starts without the compiled code.
+    std::fs::remove_file(&cached).unwrap();
+    cluster.replicas[1].restart();
+    appears(cluster.replicas[1].dir.path(), &compiled).await;
+
+    let agent = json!({"type": "ai_agent", "policy": "roles", "attributes": {"roles": ["reader"]}});
+    let put = cluster
+        .call(1, Method::PUT, "/v1/agents/reader", &key, Some(&agent))
+        .await;
+    assert_eq!(put.status, StatusCode::CREATED, "{}", put.body);
+    let request = json!({"agent": "reader", "action": "read", "resource": "doc:1"});
+    let decided = cluster
+        .call(1, Method::POST, DECIDE, &key, Some(&request))
+        .await;
+    assert_eq!(decided.status, StatusCode::OK, "{}", decided.body);
+    assert_eq!(decided.body["policy"]["name"], "roles", "{}", decided.body);
+}

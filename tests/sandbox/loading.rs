@@ -93,9 +93,9 @@ fn compile_time_bound_is_obeyed_and_violated() {
     assert_eq!(relaxed.stats().compiled, 1);
 }
 
-/// `max_concurrent_compiles` counts every compile still running, abandoned
-/// and background ones included; a compile frees its place when it ends,
-/// before its caller hears of it.
+/// `max_concurrent_compiles` counts every first compile still running,
+/// abandoned ones included; a compile frees its place when it ends, before
+/// its caller hears of it.
 #[test]
 fn concurrent_compiles_are_bounded_and_each_frees_its_place_when_done() {
     let one_place = |config: SandboxConfig| {
@@ -139,8 +139,9 @@ fn concurrent_compiles_are_bounded_and_each_frees_its_place_when_done() {
         abandoned
     );
 
-    // A quick compile passes its place to the optimised compile, which
-    // frees it before the policy counts as optimised.
+    // A quick compile frees its place when it is done; the optimised
+    // compile that follows holds none, and counts as compiling until the
+    // policy counts as optimised.
     let sandbox = one_place(SandboxConfig {
         quick_compile_bytes: 0,
         ..small_config()

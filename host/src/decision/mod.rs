@@ -171,10 +171,16 @@ impl Evaluate for Sandboxed {
         data: Arc<dyn DataLookup>,
         slice: Slice,
     ) -> Result<Option<Outcome>, String> {
+        // A policy whose code is neither in memory nor in the disk cache
+        // (another replica uploaded it, or this one restarted before
+        // optimising it) is compiled on a thread that may block.
         let compiled = self
             .registry
-            .compiled(policy.entry)
+            .compiled(policy.entry, slice == Slice::Full)
             .map_err(|err| err.to_string())?;
+        let Some(compiled) = compiled else {
+            return Ok(None);
+        };
         // The chosen entry identifies the policy version within a call:
         // the call's snapshot holds every entry it chose, and an entry
         // is replaced, never changed, when its policy is.

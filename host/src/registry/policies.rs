@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use ward_types::{AuditKind, PolicyInfo, PolicyVersion, Timestamp, UploadedPolicy};
 
-use super::index::PolicyEntry;
+use super::index::{Objects, PolicyEntry};
 use super::names::check_name;
 use super::{Registry, RegistryError, Result, ScopeId, check_count};
 use crate::plugins::PERMISSIONS_WASM;
@@ -126,7 +126,7 @@ impl Registry {
             usize::try_from(s.max_module_bytes).unwrap_or(usize::MAX)
         });
         // Compile before taking the write lock: it is the slow part.
-        let compiled = self.sandbox.load(module, max_bytes)?;
+        let compiled = self.sandbox.load_for(scope.key(), module, max_bytes)?;
         let sha256 = compiled.sha256().to_string();
 
         let _guard = self.lock()?;
@@ -430,10 +430,16 @@ impl Registry {
     }
 
     /// The compiled active version of a policy: from memory, else from the
-    /// stored module (compiled code comes from the disk cache).
-    pub(crate) fn compiled(&self, entry: &PolicyEntry) -> Result<Arc<LoadedPolicy>> {
+    /// disk cache, else compiled from the stored module when `may_compile`
+    /// (`None` when it would have to be and may not: compiling takes
+    /// seconds, which no async worker may spend).
+    pub(crate) fn compiled(
+        &self,
+        entry: &PolicyEntry,
+        may_compile: bool,
+    ) -> Result<Option<Arc<LoadedPolicy>>> {
         if let Some(compiled) = entry.resident() {
-            return Ok(compiled);
+            return Ok(Some(compiled));
         }
         let Some(active) = entry.active_version() else {
             return Err(RegistryError::not_found(
@@ -445,14 +451,64 @@ impl Registry {
         let size = usize::try_from(active.size).unwrap_or(usize::MAX);
         if let Some(compiled) = self.sandbox.load_cached(sha256, size) {
             entry.keep(&compiled);
-            return Ok(compiled);
+            return Ok(Some(compiled));
         }
-        let module = self.store.get(Kind::Module, sha256)?.ok_or_else(|| {
-            LoadError::Internal(format!("module {sha256} is missing from the store"))
-        })?;
-        let compiled = self.sandbox.load(&module, usize::MAX)?;
+        if !may_compile {
+            return Ok(None);
+        }
+        let compiled = self.sandbox.load(&self.module(sha256)?, usize::MAX)?;
         entry.keep(&compiled);
-        Ok(compiled)
+        Ok(Some(compiled))
+    }
+
+    /// The stored bytes of module `sha256`.
+    fn module(&self, sha256: &str) -> Result<Vec<u8>> {
+        Ok(self.store.get(Kind::Module, sha256)?.ok_or_else(|| {
+            LoadError::Internal(format!("module {sha256} is missing from the store"))
+        })?)
+    }
+
+    /// Compiles every active policy whose code is neither in memory nor in
+    /// the disk cache, so that no decision waits for it: after a start
+    /// that found a module not yet optimised, and on a replica whose
+    /// policies another replica uploaded. Returns how many it compiled.
+    /// Blocks for as long as compiling takes: call it from a thread of its
+    /// own.
+    pub fn prepare_policies(&self) -> usize {
+        let mut compiled = self.prepare_scope("global", &self.global.load());
+        for slot in self.directory.load().by_id.values() {
+            let view = slot.view.load_full();
+            compiled += self.prepare_scope(&view.record.slug, &view.scope);
+        }
+        compiled
+    }
+
+    fn prepare_scope(&self, scope: &str, objects: &Objects) -> usize {
+        let mut compiled = 0;
+        for entry in objects.policies.values() {
+            let Some((_, sha256)) = entry.active() else {
+                continue;
+            };
+            if entry.resident().is_some() || self.sandbox.has_code(sha256) {
+                continue;
+            }
+            let loaded = self
+                .module(sha256)
+                .and_then(|module| Ok(self.sandbox.load_ahead(&module)?));
+            match loaded {
+                Ok(policy) => {
+                    entry.keep(&policy);
+                    compiled += 1;
+                }
+                Err(err) => tracing::warn!(
+                    scope,
+                    policy = %entry.info.name,
+                    %err,
+                    "could not compile a policy ahead of its decisions"
+                ),
+            }
+        }
+        compiled
     }
 
     fn module_refs(&self, sha256: &str) -> Result<u64> {

@@ -48,6 +48,11 @@ impl ArtifactCache {
         deserialize(engine, artifact)
     }
 
+    /// Whether compiled code of module `sha256` is on disk (not checked).
+    pub(super) fn holds(&self, sha256: &str) -> bool {
+        self.path(sha256).is_file()
+    }
+
     /// Stores the compilation of module `sha256`: written to a temporary
     /// file, synced, then renamed into place so readers never see half.
     pub(super) fn put(&self, sha256: &str, component: &Component) {

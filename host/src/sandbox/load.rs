@@ -2,9 +2,9 @@
 //! size check, compile (bounded in time, or taken from the disk cache),
 //! import check against what Ward offers, and type check of `evaluate`.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::Duration;
 
@@ -14,9 +14,8 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, ComponentExportIndex, Linker};
 
 use super::bindings::PolicyPre;
-use super::cache::ArtifactCache;
 use super::host::StoreState;
-use super::{LoadError, Sandbox, Stats};
+use super::{LoadError, Sandbox};
 
 /// A policy module validated, compiled and type-checked against the
 /// `ward:policy` world. Cheap to share: evaluations instantiate it afresh.
@@ -58,6 +57,13 @@ impl LoadedPolicy {
     /// quick first compilation and the end of the optimised one.
     pub fn is_optimised(&self) -> bool {
         self.optimised.load(Ordering::Acquire)
+    }
+
+    /// Replaces the quick code with `linked`, optimised code of the same
+    /// module.
+    pub(super) fn swap_in_optimised(&self, linked: Linked) {
+        self.linked.store(Arc::new(linked));
+        self.optimised.store(true, Ordering::Release);
     }
 }
 
@@ -126,6 +132,34 @@ impl Sandbox {
     /// Blocks the calling thread while compiling: call it from a blocking
     /// task.
     pub fn load(&self, bytes: &[u8], max_bytes: usize) -> Result<Arc<LoadedPolicy>, LoadError> {
+        self.load_for(AHEAD, bytes, max_bytes)
+    }
+
+    /// [`Sandbox::load`] for `owner` (a scope): its compiles share the
+    /// places and the optimiser with other owners' fairly (see
+    /// [`compiles`](super::compiles)).
+    pub fn load_for(
+        &self,
+        owner: &str,
+        bytes: &[u8],
+        max_bytes: usize,
+    ) -> Result<Arc<LoadedPolicy>, LoadError> {
+        self.load_with(owner, bytes, max_bytes, true)
+    }
+
+    /// Loads a module ahead of its decisions, from a thread of its own:
+    /// compiled once, optimised, since nobody waits for it.
+    pub fn load_ahead(&self, bytes: &[u8]) -> Result<Arc<LoadedPolicy>, LoadError> {
+        self.load_with(AHEAD, bytes, usize::MAX, false)
+    }
+
+    fn load_with(
+        &self,
+        owner: &str,
+        bytes: &[u8],
+        max_bytes: usize,
+        may_be_quick: bool,
+    ) -> Result<Arc<LoadedPolicy>, LoadError> {
         let limit = max_bytes.min(self.config.max_module_bytes);
         if bytes.len() > limit {
             return Err(LoadError::TooLarge {
@@ -143,20 +177,20 @@ impl Sandbox {
             return Ok(policy);
         }
 
-        let quick = !self.config.optimise || bytes.len() >= self.config.quick_compile_bytes;
-        let (component, optimise) = self.compile(bytes, &sha256, quick)?;
+        let quick = !self.config.optimise
+            || (may_be_quick && bytes.len() >= self.config.quick_compile_bytes);
+        let optimise_later = quick && self.config.optimise;
+        if optimise_later && !self.optimiser.has_room(owner, bytes.len()) {
+            return Err(LoadError::Busy);
+        }
+        let component = self.compile(owner, bytes, quick)?;
         self.stats.compiled.fetch_add(1, Ordering::Relaxed);
         let policy = Arc::new(self.link(component.clone(), sha256, bytes.len(), !quick)?);
-        match optimise {
-            // The compiler thread goes on to optimise this policy.
-            Some(handoff) => {
-                let _ = handoff.send(Arc::downgrade(&policy));
-            }
-            None => {
-                if let Some(cache) = &self.cache {
-                    cache.put(&policy.sha256, &component);
-                }
-            }
+        if optimise_later {
+            self.optimiser
+                .queue(owner, &policy.sha256, bytes, Arc::downgrade(&policy));
+        } else if let Some(cache) = &self.cache {
+            cache.put(&policy.sha256, &component);
         }
         self.remember(&policy);
         Ok(policy)
@@ -177,78 +211,46 @@ impl Sandbox {
         Some(policy)
     }
 
-    /// Compiles `bytes` on a thread of its own, bounded by
-    /// `compile_timeout` and counted against `max_concurrent_compiles`
-    /// until it is done compiling.
-    ///
-    /// With `quick`, the quick engine compiles, and the thread then
-    /// compiles the module again, optimised, for the policy sent through
-    /// the returned handoff (nothing, if the handoff is dropped): the
-    /// optimised code replaces the quick code in that policy and goes to
-    /// the cache. Should the optimised compile fail, the quick code stays
-    /// and the next process compiles the module again.
-    #[allow(clippy::type_complexity)]
-    fn compile(
-        &self,
-        bytes: &[u8],
-        sha256: &str,
-        quick: bool,
-    ) -> Result<(Component, Option<mpsc::Sender<Weak<LoadedPolicy>>>), LoadError> {
-        let slot = CompileSlot::take(
-            &self.compiles_in_flight,
-            self.config.max_concurrent_compiles,
-        )
-        .ok_or(LoadError::Busy)?;
+    /// Compiles `bytes` on a thread of its own, quickly or optimised,
+    /// bounded by `compile_timeout` and holding one of `owner`'s places
+    /// among `max_concurrent_compiles` until it is done compiling.
+    fn compile(&self, owner: &str, bytes: &[u8], quick: bool) -> Result<Component, LoadError> {
+        let place = self
+            .places
+            .take(owner, self.config.max_concurrent_compiles)
+            .ok_or(LoadError::Busy)?;
         let (done, result) = mpsc::channel();
-        let (handoff, policy) = mpsc::channel();
-        let optimise = Optimise {
-            engine: self.engine.clone(),
-            linker: self.linker.clone(),
-            cache: self.cache.clone(),
-            stats: Arc::clone(&self.stats),
-            sha256: sha256.to_string(),
-            policy,
-        };
         let bytes_len = bytes.len();
+        let engine = self.engine.clone();
         let compiler = quick.then(|| self.quick.clone());
-        let optimise_later = quick && self.config.optimise;
         let bytes = bytes.to_vec();
         let spawned = thread::Builder::new()
             .name("ward-compile".into())
             .spawn(move || {
                 // Compiling competes for the cores with every tenant's
                 // decisions: at a lower priority it takes what they leave.
-                // On Linux the priority is the thread's own, and the
-                // compiler's worker threads inherit it when this thread
-                // is the first to start them.
-                let _ = rustix::process::setpriority_process(None, COMPILE_NICENESS);
-                let engine = &optimise.engine;
+                super::compiles::lower_priority();
                 let compiled = match compiler {
                     Some(quick) => quick
                         .precompile_component(&bytes)
-                        .and_then(|artifact| super::cache::load_artifact(engine, &artifact)),
-                    None => Component::new(engine, &bytes),
+                        .and_then(|artifact| super::cache::load_artifact(&engine, &artifact)),
+                    None => Component::new(&engine, &bytes),
                 };
-                if optimise_later && compiled.is_ok() {
-                    let _ = done.send(compiled);
-                    optimise.run(&bytes, slot);
-                } else {
-                    // Free the slot before the caller hears of the result,
-                    // so that a caller loading modules one after another
-                    // never finds its own finished compile still counted.
-                    drop(slot);
-                    let _ = done.send(compiled);
-                }
+                // Free the place before the caller hears of the result, so
+                // that a caller loading modules one after another never
+                // finds its own finished compile still counted.
+                drop(place);
+                let _ = done.send(compiled);
             });
         if let Err(err) = spawned {
             return Err(LoadError::Internal(format!("cannot start compiler: {err}")));
         }
         // A compile that overruns is abandoned: its thread finishes in the
-        // background (counted against `max_concurrent_compiles` until then)
-        // and its result is dropped.
+        // background (holding its place until then) and its result is
+        // dropped.
         let timeout = compile_timeout(self.config.compile_timeout, bytes_len);
         match result.recv_timeout(timeout) {
-            Ok(Ok(component)) => Ok((component, optimise_later.then_some(handoff))),
+            Ok(Ok(component)) => Ok(component),
             Ok(Err(err)) => Err(LoadError::Invalid(format!("{err:#}"))),
             Err(mpsc::RecvTimeoutError::Timeout) => Err(LoadError::CompileTimeout {
                 limit_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
@@ -286,82 +288,16 @@ pub fn compile_timeout(per_step: Duration, size: usize) -> Duration {
     per_step.saturating_mul(steps)
 }
 
-/// The niceness of compiler threads: a decision thread (niceness 0) gets
-/// about nine tenths of a core they share.
-const COMPILE_NICENESS: i32 = 10;
+/// Who compiles modules ahead of their decisions, among the owners of
+/// compiles.
+const AHEAD: &str = "";
 
 /// The module size `compile_timeout` is granted for.
 pub const COMPILE_STEP_BYTES: usize = 8 << 20;
 
-/// The second, optimised compile of a module compiled quickly first.
-struct Optimise {
-    engine: Engine,
-    linker: Linker<StoreState>,
-    cache: Option<Arc<ArtifactCache>>,
-    stats: Arc<Stats>,
-    sha256: String,
-    /// The policy the quick code was linked into, once it is.
-    policy: mpsc::Receiver<Weak<LoadedPolicy>>,
-}
-
-impl Optimise {
-    /// Compiles optimised code and swaps it into the policy. `slot` is
-    /// freed once compiling is done, before the policy says it is
-    /// optimised.
-    fn run(self, bytes: &[u8], slot: CompileSlot) {
-        let Ok(target) = self.policy.recv() else {
-            return;
-        };
-        let sha256 = &self.sha256;
-        let linked = Component::new(&self.engine, bytes)
-            .map_err(|err| format!("{err:#}"))
-            .and_then(|component| {
-                if let Some(cache) = &self.cache {
-                    cache.put(sha256, &component);
-                }
-                link(&self.engine, &self.linker, &component).map_err(|err| err.to_string())
-            });
-        drop(slot);
-        match linked {
-            Ok(linked) => {
-                if let Some(policy) = target.upgrade() {
-                    policy.linked.store(Arc::new(linked));
-                    policy.optimised.store(true, Ordering::Release);
-                }
-                self.stats.optimised.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(err) => {
-                tracing::warn!(sha256, %err, "optimising a policy failed; it keeps its quick code");
-            }
-        }
-    }
-}
-
-/// A place among `max_concurrent_compiles`, held by a compiler thread
-/// and freed when dropped.
-struct CompileSlot(Arc<AtomicUsize>);
-
-impl CompileSlot {
-    /// A slot of `in_flight`, unless `max` are taken.
-    fn take(in_flight: &Arc<AtomicUsize>, max: usize) -> Option<CompileSlot> {
-        in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| {
-                (taken < max).then_some(taken + 1)
-            })
-            .ok()
-            .map(|_| CompileSlot(Arc::clone(in_flight)))
-    }
-}
-
-impl Drop for CompileSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 /// Checks `component`'s imports against what Ward offers and its
 /// `evaluate` against the world, and links it.
-fn link(
+pub(super) fn link(
     engine: &Engine,
     linker: &Linker<StoreState>,
     component: &Component,
