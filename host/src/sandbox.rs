@@ -10,12 +10,13 @@
 
 mod bindings;
 mod cache;
-mod compiles;
 mod engine;
 mod evaluate;
 mod host;
 mod limits;
 mod load;
+mod optimiser;
+mod places;
 mod producers;
 mod request;
 mod resident;
@@ -257,8 +258,10 @@ pub struct Sandbox {
     /// Compiled policies in memory by module hash (bounded), so that
     /// scopes uploading the same bytes share one.
     resident: Mutex<resident::Resident>,
-    places: Arc<compiles::Places>,
-    optimiser: compiles::Optimiser,
+    places: Arc<places::Places>,
+    /// Compiles under way, by module hash.
+    flights: places::Flights<Result<Arc<LoadedPolicy>, LoadError>>,
+    optimiser: optimiser::Optimiser,
     stats: Arc<Stats>,
     recipe: warm::StoreRecipe,
     warm: warm::Warm,
@@ -296,8 +299,8 @@ impl Sandbox {
             SandboxError::Engine(format!("cannot start the instance thread: {err}"))
         })?;
         let stats = Arc::<Stats>::default();
-        let optimiser = compiles::Optimiser::start(
-            compiles::Tools {
+        let optimiser = optimiser::Optimiser::start(
+            optimiser::Tools {
                 engine: engine.clone(),
                 linker: linker.clone(),
                 cache: cache.clone(),
@@ -320,6 +323,7 @@ impl Sandbox {
             config,
             cache,
             places: Arc::default(),
+            flights: places::Flights::default(),
             optimiser,
             stats,
             recipe,

@@ -132,12 +132,12 @@ impl Sandbox {
     /// Blocks the calling thread while compiling: call it from a blocking
     /// task.
     pub fn load(&self, bytes: &[u8], max_bytes: usize) -> Result<Arc<LoadedPolicy>, LoadError> {
-        self.load_for(AHEAD, bytes, max_bytes)
+        self.load_for(UNNAMED, bytes, max_bytes)
     }
 
     /// [`Sandbox::load`] for `owner` (a scope): its compiles share the
     /// places and the optimiser with other owners' fairly (see
-    /// [`compiles`](super::compiles)).
+    /// [`places`](super::places) and [`optimiser`](super::optimiser)).
     pub fn load_for(
         &self,
         owner: &str,
@@ -177,6 +177,20 @@ impl Sandbox {
             return Ok(policy);
         }
 
+        self.flights.once(&sha256, || {
+            self.compile_and_link(owner, bytes, sha256.clone(), may_be_quick)
+        })
+    }
+
+    /// Compiles `bytes` (quickly first when they are large and
+    /// `may_be_quick`) and links them into a policy.
+    fn compile_and_link(
+        &self,
+        owner: &str,
+        bytes: &[u8],
+        sha256: String,
+        may_be_quick: bool,
+    ) -> Result<Arc<LoadedPolicy>, LoadError> {
         let quick = !self.config.optimise
             || (may_be_quick && bytes.len() >= self.config.quick_compile_bytes);
         let optimise_later = quick && self.config.optimise;
@@ -229,7 +243,7 @@ impl Sandbox {
             .spawn(move || {
                 // Compiling competes for the cores with every tenant's
                 // decisions: at a lower priority it takes what they leave.
-                super::compiles::lower_priority();
+                super::places::lower_priority();
                 let compiled = match compiler {
                     Some(quick) => quick
                         .precompile_component(&bytes)
@@ -289,8 +303,12 @@ pub fn compile_timeout(per_step: Duration, size: usize) -> Duration {
 }
 
 /// Who compiles modules ahead of their decisions, among the owners of
-/// compiles.
-const AHEAD: &str = "";
+/// compiles (no scope's key has a space).
+const AHEAD: &str = " ahead";
+
+/// Who compiles for [`Sandbox::load`]: a decision that found no code, a
+/// tool or a test.
+const UNNAMED: &str = " load";
 
 /// The module size `compile_timeout` is granted for.
 pub const COMPILE_STEP_BYTES: usize = 8 << 20;

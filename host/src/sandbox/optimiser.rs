@@ -1,24 +1,19 @@
-//! Who may compile now, and the background optimisation of modules that
-//! were compiled quickly first, shared fairly between the scopes that
-//! upload them.
+//! The background optimisation of modules that were compiled quickly
+//! first, shared fairly between the scopes that upload them.
 //!
 //! Compiling a large module takes a core for tens of seconds, so one
 //! tenant uploading several must not keep every other tenant's upload
-//! waiting:
-//! - A first compile holds one of `max_concurrent_compiles` places while
-//!   it runs, and one scope (a tenant, or the global scope) holds at most
-//!   all but one of them: another scope always finds one free unless two
-//!   others are compiling.
-//! - The optimised compile that follows a quick one holds no place. It
-//!   waits in a queue of its scope, and one background thread takes the
-//!   scopes' queues in turn, one module each, so a scope's backlog delays
-//!   another scope's optimisation by at most one module. Each scope's
-//!   queued bytes, and all of them together, are bounded: past that an
-//!   upload that would need optimising is refused as busy.
+//! waiting (see [`places`](super::places) for the first compiles). The
+//! optimised compile that follows a quick one holds no place. It waits in
+//! a queue of its scope, and one background thread takes the scopes'
+//! queues in turn, one module each, so a scope's backlog delays another
+//! scope's optimisation by at most one module. Each scope's queued bytes,
+//! and all of them together, are bounded: past that an upload that would
+//! need optimising is refused as busy.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread;
 
 use wasmtime::Engine;
@@ -28,72 +23,7 @@ use super::Stats;
 use super::cache::ArtifactCache;
 use super::host::StoreState;
 use super::load::{LoadedPolicy, link};
-
-/// The niceness of compiler threads: a decision thread (niceness 0) gets
-/// about nine tenths of a core they share.
-pub(super) const COMPILE_NICENESS: i32 = 10;
-
-/// Lowers the calling thread's priority to [`COMPILE_NICENESS`]. On Linux
-/// the priority is the thread's own, and the compiler's worker threads
-/// inherit it when this thread is the first to start them.
-pub(super) fn lower_priority() {
-    let _ = rustix::process::setpriority_process(None, COMPILE_NICENESS);
-}
-
-/// The places of first compiles, per scope and in all.
-#[derive(Default)]
-pub(super) struct Places {
-    taken: Mutex<PlacesTaken>,
-}
-
-#[derive(Default)]
-struct PlacesTaken {
-    all: usize,
-    by_owner: HashMap<String, usize>,
-}
-
-impl Places {
-    /// A place for `owner`, unless `max` are taken or `owner` holds all
-    /// it may (`max - 1`, at least one).
-    pub(super) fn take(self: &Arc<Self>, owner: &str, max: usize) -> Option<Place> {
-        let mut taken = lock(&self.taken);
-        let own = taken.by_owner.get(owner).copied().unwrap_or(0);
-        if taken.all >= max || own >= max.saturating_sub(1).max(1) {
-            return None;
-        }
-        taken.all += 1;
-        *taken.by_owner.entry(owner.to_string()).or_default() += 1;
-        Some(Place {
-            places: Arc::clone(self),
-            owner: owner.to_string(),
-        })
-    }
-
-    /// First compiles running now (abandoned ones included).
-    pub(super) fn taken(&self) -> usize {
-        lock(&self.taken).all
-    }
-}
-
-/// A place among `max_concurrent_compiles`, held by a compiler thread
-/// and freed when dropped.
-pub(super) struct Place {
-    places: Arc<Places>,
-    owner: String,
-}
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        let mut taken = lock(&self.places.taken);
-        taken.all -= 1;
-        if let Some(own) = taken.by_owner.get_mut(&self.owner) {
-            *own -= 1;
-            if *own == 0 {
-                taken.by_owner.remove(&self.owner);
-            }
-        }
-    }
-}
+use super::places::lock;
 
 /// A module waiting for its optimised compile.
 struct Job {
@@ -200,7 +130,7 @@ impl Optimiser {
         thread::Builder::new()
             .name("ward-optimise".into())
             .spawn(move || {
-                lower_priority();
+                super::places::lower_priority();
                 while let Some(job) = worker.wait_for_job() {
                     optimise(&tools, &job);
                     lock(&worker.queues).running = false;
@@ -313,33 +243,9 @@ fn optimise(tools: &Tools, job: &Job) {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn one_scope_leaves_a_place_for_another() {
-        let places = Arc::new(Places::default());
-        let first = places.take("a", 2).unwrap();
-        assert!(places.take("a", 2).is_none(), "a holds all it may");
-        let other = places.take("b", 2).unwrap();
-        assert!(places.take("c", 2).is_none(), "all places are taken");
-        drop(first);
-        assert!(places.take("a", 2).is_some());
-        drop(other);
-        // With one place in all, a scope may still take it.
-        let places = Arc::new(Places::default());
-        let only = places.take("a", 1).unwrap();
-        assert!(places.take("b", 1).is_none());
-        drop(only);
-        assert_eq!(places.taken(), 0);
-    }
 
     #[test]
     fn scopes_are_served_in_turn() {
