@@ -79,8 +79,15 @@ pub(super) struct Flights<T> {
 }
 
 struct Flight<T> {
-    landed: Mutex<Option<T>>,
+    state: Mutex<Landing<T>>,
     wake: Condvar,
+}
+
+enum Landing<T> {
+    Flying,
+    Landed(T),
+    /// The work panicked: each waiter does its own.
+    Lost,
 }
 
 impl<T> Default for Flights<T> {
@@ -91,6 +98,26 @@ impl<T> Default for Flights<T> {
     }
 }
 
+/// Takes a flight off the board when its work ends, landed or not, and
+/// wakes its waiters.
+struct Board<'a, T> {
+    flights: &'a Flights<T>,
+    key: &'a str,
+    flight: Arc<Flight<T>>,
+}
+
+impl<T> Drop for Board<'_, T> {
+    fn drop(&mut self) {
+        lock(&self.flights.flying).remove(self.key);
+        let mut state = lock(&self.flight.state);
+        if matches!(*state, Landing::Flying) {
+            *state = Landing::Lost;
+        }
+        drop(state);
+        self.flight.wake.notify_all();
+    }
+}
+
 impl<T: Clone> Flights<T> {
     /// `work`'s result for `key`, or the result of the same work already
     /// under way for it.
@@ -98,38 +125,36 @@ impl<T: Clone> Flights<T> {
         let mut flying = lock(&self.flying);
         if let Some(flight) = flying.get(key).cloned() {
             drop(flying);
-            let mut landed = lock(&flight.landed);
+            let mut state = lock(&flight.state);
             loop {
-                if let Some(result) = landed.as_ref() {
-                    return result.clone();
+                match &*state {
+                    Landing::Landed(result) => return result.clone(),
+                    Landing::Lost => {
+                        drop(state);
+                        return work();
+                    }
+                    Landing::Flying => {
+                        state = flight
+                            .wake
+                            .wait(state)
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    }
                 }
-                landed = flight
-                    .wake
-                    .wait(landed)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
             }
         }
         let flight = Arc::new(Flight {
-            landed: Mutex::new(None),
+            state: Mutex::new(Landing::Flying),
             wake: Condvar::new(),
         });
         flying.insert(key.to_string(), Arc::clone(&flight));
         drop(flying);
-        // Lands the flight even if `work` panics, so no waiter waits on.
-        struct Land<'a, T> {
-            flights: &'a Flights<T>,
-            key: &'a str,
-        }
-        impl<T> Drop for Land<'_, T> {
-            fn drop(&mut self) {
-                lock(&self.flights.flying).remove(self.key);
-            }
-        }
-        let landing = Land { flights: self, key };
+        let board = Board {
+            flights: self,
+            key,
+            flight,
+        };
         let result = work();
-        *lock(&flight.landed) = Some(result.clone());
-        drop(landing);
-        flight.wake.notify_all();
+        *lock(&board.flight.state) = Landing::Landed(result.clone());
         result
     }
 }
@@ -186,5 +211,22 @@ mod tests {
         // Once landed, the next call runs again.
         assert_eq!(flights.once("m", || 9), 9);
         assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        // Work that panics leaves its waiters to do their own.
+        let (started, go) = std::sync::mpsc::channel();
+        let crashing = {
+            let flights = Arc::clone(&flights);
+            std::thread::spawn(move || {
+                flights.once("m", || {
+                    started.send(()).unwrap();
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    panic!("the compiler broke");
+                })
+            })
+        };
+        go.recv().unwrap();
+        assert_eq!(flights.once("m", || 11), 11);
+        assert!(crashing.join().is_err());
+        assert_eq!(flights.once("m", || 12), 12);
     }
 }
